@@ -1,0 +1,133 @@
+"""What a connector is: a config model plus three pure jobs.
+
+1. ``session_headers`` / ``auth`` — how its session is set up;
+2. ``requests`` — how one logical fetch becomes a chain of requests (a paginator);
+3. ``records`` — how a response becomes records.
+
+The orchestrator owns the aiohttp session, the limits, retries and timeouts, and drives
+these methods; a connector never opens a socket. Subclass ``Connector`` with a ``kind``
+and a ``Config`` model to add a new API source.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from pipeline import Fetch, PipelineError, Record, ResponseError, render_tree
+
+from ._auth import AuthConfig, AuthFlow, _AuthBase
+from ._messages import Request, Response
+from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage, _Paginator
+
+
+class RetryPolicy(BaseModel):
+    """Retries for connection errors, timeouts, 5xx and 429; other 4xx are final."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int = Field(default=4, ge=1, le=100)
+    backoff: float = Field(default=0.5, ge=0, description="first wait in seconds; doubles")
+    max_backoff: float = Field(default=30.0, ge=0)
+    jitter: float = Field(default=0.25, ge=0, le=1, description="± share of each wait")
+    # A Retry-After longer than this fails the request instead of stalling the run.
+    max_retry_after: float = Field(default=120.0, ge=0)
+    statuses: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class ConnectorConfig(BaseModel):
+    """Settings every connector has; a plugin's Config subclasses this."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    base_url: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: AuthConfig | None = None
+    timeout: float = Field(default=30.0, gt=0, description="seconds for a whole request")
+    connect_timeout: float | None = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=16, ge=1, le=10_000)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+_paginator_adapter: TypeAdapter[Any] = TypeAdapter(PaginatorConfig)
+
+
+class Connector:
+    """Base connector: JSON over HTTP, paginated as the fetch stage asks."""
+
+    kind: ClassVar[str] = "base"
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+
+    def __init__(self, name: str, config: ConnectorConfig) -> None:
+        self.name = name
+        self.config = config
+
+    # -- session ---------------------------------------------------------------------------
+    def session_headers(self) -> dict[str, str]:
+        headers = dict(self.config.headers)
+        if self.config.auth is not None:
+            headers.update(self.config.auth.session_headers())
+        return headers
+
+    def auth_flow(self, request: Request) -> AuthFlow:
+        auth: _AuthBase | None = self.config.auth
+        if auth is None:
+            yield request
+        else:
+            yield from auth.flow(request)
+
+    def secrets(self) -> list[str]:
+        return self.config.auth.secrets() if self.config.auth is not None else []
+
+    # -- requests --------------------------------------------------------------------------
+    def check_fetch(self, fetch: Fetch) -> None:
+        """Validate a fetch stage's connector-specific settings at load time."""
+        if fetch.paginate is not None:
+            self.paginator(fetch)
+
+    def paginator(self, fetch: Fetch) -> _Paginator | None:
+        if fetch.paginate is None:
+            return None
+        try:
+            paginator: _Paginator = _paginator_adapter.validate_python(fetch.paginate)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise PipelineError(
+                f"paginate{'.' + loc if loc else ''}: {err['msg']} "
+                f"(types: {', '.join(PAGINATOR_TYPES)})"
+            ) from None
+        return None if isinstance(paginator, SinglePage) and not paginator.max_pages else paginator
+
+    def build_request(self, fetch: Fetch, values: dict[str, Any]) -> Request:
+        """The first request of a fetch for one fan-out item (``values`` fills templates)."""
+        path = fetch.path_template.render(values, quote=_quote_path)
+        url = path if path.startswith(("http://", "https://")) else self.config.base_url + path
+        params = render_tree(fetch.params, values) if fetch.params else {}
+        headers = render_tree(fetch.headers, values) if fetch.headers else {}
+        body = render_tree(fetch.body, values) if fetch.body is not None else None
+        return Request(fetch.method, url, params, headers, body)
+
+    # -- responses -------------------------------------------------------------------------
+    def records(self, fetch: Fetch, response: Response) -> list[Record]:
+        data = response.json()
+        expr = fetch.records_expr
+        if expr is not None:
+            data = expr.search(data)
+            if data is None:
+                raise ResponseError(f"records path {expr.source!r} matched nothing")
+        if isinstance(data, dict):
+            return [data]
+        if isinstance(data, list):
+            if data and not isinstance(data[0], dict):
+                return [r if isinstance(r, dict) else {"value": r} for r in data]
+            return data
+        raise ResponseError(f"expected records (an object or a list), got {type(data).__name__}")
+
+
+def _quote_path(value: Any) -> str:
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")

@@ -1,0 +1,34 @@
+"""The orchestrator: runs pipelines — sessions, fan-out, limits, retries, storage, journal."""
+
+from ._config import Config, DatabaseConfig, LimitsConfig, load_config
+from ._database import open_engine
+from ._gateway import Gateway
+from ._journal import CheckResultRow, DuplicateFire, Journal, RunEventRow, RunRow, StateRow
+from ._logging import configure_logging
+from ._redact import Redactor
+from ._run import run
+from ._runner import RunResult, run_pipeline
+from ._stats import ConnectorStats, RunStats, StageStats
+
+__all__ = [
+    "CheckResultRow",
+    "Config",
+    "ConnectorStats",
+    "DatabaseConfig",
+    "DuplicateFire",
+    "Gateway",
+    "Journal",
+    "LimitsConfig",
+    "Redactor",
+    "RunEventRow",
+    "RunResult",
+    "RunRow",
+    "RunStats",
+    "StageStats",
+    "StateRow",
+    "configure_logging",
+    "load_config",
+    "open_engine",
+    "run",
+    "run_pipeline",
+]

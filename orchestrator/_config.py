@@ -1,0 +1,213 @@
+"""Loading ``config.toml``: parse, interpolate, validate, compile to pipelines and connectors.
+
+Structural mistakes (bad TOML, unknown top-level keys, a bad database URL) stop loading.
+A connector or pipeline that is wrong on its own — a missing env var, a plugin that does
+not import — is kept as an error and raised only when something uses it, so one broken
+entry never stops the pipelines that do not need it. ``podium validate`` reports them all.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors import Connector, connector_class
+from pipeline import ConfigError, Fetch, Pipeline, PodiumError
+
+from ._interpolate import interpolate
+
+DEFAULT_DATABASE_URL = "sqlite:///podium.db"
+
+
+class DatabaseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str = DEFAULT_DATABASE_URL
+
+
+class LimitsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Requests in flight across all connectors of a run.
+    concurrency: int = Field(default=64, ge=1, le=10_000)
+
+
+class _TopLevel(BaseModel):
+    """The file's shape; connector and pipeline tables are validated one by one later."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Owned by the scheduler daemon (jobs/); accepted here so one file configures both.
+    scheduler: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    path: Path
+    database: DatabaseConfig
+    limits: LimitsConfig
+    scheduler: dict[str, Any]
+    connectors: dict[str, Connector | PodiumError] = field(default_factory=dict)
+    pipelines: dict[str, Pipeline | PodiumError] = field(default_factory=dict)
+
+    def pipeline(self, name: str) -> Pipeline:
+        entry = self.pipelines.get(name)
+        if entry is None:
+            known = ", ".join(self.pipelines) or "none"
+            raise ConfigError(f"no pipeline {name!r} in {self.path} (pipelines: {known})")
+        if isinstance(entry, PodiumError):
+            raise entry
+        return entry
+
+    def connectors_for(self, pipeline: Pipeline) -> dict[str, Connector]:
+        out: dict[str, Connector] = {}
+        for name in sorted(pipeline.connectors()):
+            entry = self.connectors[name]
+            if isinstance(entry, PodiumError):
+                raise entry
+            out[name] = entry
+
+        return out
+
+    def problems(self) -> list[PodiumError]:
+        return [e for e in (*self.connectors.values(), *self.pipelines.values()) if isinstance(e, PodiumError)]
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    path = Path(path)
+    env = os.environ if env is None else env
+    raw = _read_toml(path)
+    top_level = {k: v for k, v in raw.items() if k not in ("connectors", "pipelines")}
+    resolved_top = interpolate(top_level, env, "")
+    try:
+        top = _TopLevel.model_validate(
+            {**resolved_top, "connectors": raw.get("connectors", {}), "pipelines": raw.get("pipelines", {})}
+        )
+    except ValidationError as exc:
+        raise _config_error(exc, path, "") from None
+    from ._database import async_url
+
+    try:
+        async_url(top.database.url)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=f"{path}: database.url") from None
+    config = Config(path, top.database, top.limits, top.scheduler)
+    for name, table in top.connectors.items():
+        config.connectors[name] = _guard(lambda: _connector(name, table, env, path))
+    for name, table in top.pipelines.items():
+        config.pipelines[name] = _guard(lambda: _pipeline(name, table, env, path, config))
+    return config
+
+
+def _guard(build: Any) -> Any:
+    try:
+        return build()
+    except PodiumError as exc:
+        return exc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _connector(name: str, table: dict[str, Any], env: Mapping[str, str], path: Path) -> Connector:
+    where = f"connectors.{name}"
+    try:
+        resolved = interpolate(table, env, where)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
+    kind = resolved.get("kind")
+    if not isinstance(kind, str):
+        raise ConfigError("needs 'kind' (e.g. kind = \"http\")", where=f"{path}: {where}")
+    try:
+        cls = connector_class(kind)
+    except PodiumError as exc:
+        raise type(exc)(exc.message, where=f"{path}: {where}.kind") from None
+    try:
+        config = cls.Config.model_validate(resolved)
+    except ValidationError as exc:
+        raise _config_error(exc, path, where) from None
+    try:
+        return cls(name, config)
+    except Exception as exc:  # a plugin's constructor may raise anything
+        raise ConfigError(
+            f"connector kind {kind!r} failed to start: {type(exc).__name__}: {exc}",
+            where=f"{path}: {where}",
+        ) from None
+
+
+def _pipeline(
+    name: str, table: dict[str, Any], env: Mapping[str, str], path: Path, config: Config
+) -> Pipeline:
+    where = f"pipelines.{name}"
+    try:
+        resolved = interpolate(table, env, where)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
+    if "name" in resolved:
+        raise ConfigError("unknown key 'name' (the table's name is the pipeline's name)", where=f"{path}: {where}")
+    # The scheduler's keys live beside the stages; the daemon reads them, runs ignore them.
+    resolved.pop("schedule", None)
+    try:
+        pipeline = Pipeline.model_validate({**resolved, "name": name})
+    except ValidationError as exc:
+        raise _config_error(exc, path, where) from None
+    for i, stage in enumerate(pipeline.stages):
+        if not isinstance(stage, Fetch):
+            continue
+        stage_where = f"{path}: {where}.stages[{i}] ({stage.name})"
+        entry = config.connectors.get(stage.connector)
+        if entry is None:
+            known = ", ".join(config.connectors) or "none defined"
+            raise ConfigError(
+                f"unknown connector {stage.connector!r} (connectors: {known})", where=stage_where
+            )
+        if isinstance(entry, Connector):
+            try:
+                entry.check_fetch(stage)
+            except PodiumError as exc:
+                raise ConfigError(exc.message, where=stage_where) from None
+    return pipeline
+
+
+def _config_error(exc: ValidationError, path: Path, where: str) -> ConfigError:
+    """The first validation error as one line: file, key path, what is wrong."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc = _loc(err["loc"])
+    key = ".".join(p for p in (where, loc) if p)
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = f"unknown key {err['loc'][-1]!r}"
+    elif err["type"] == "missing":
+        message = f"missing required key {err['loc'][-1]!r}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return ConfigError(f"{message}{more}", where=f"{path}: {key}" if key else str(path))
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("fetch", "transform", "aggregate", "check", "store") and out.endswith("]"):
+            continue  # the discriminator tag pydantic inserts: not a key the user wrote
+        else:
+            out += f".{part}" if out else str(part)
+    return out

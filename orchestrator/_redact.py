@@ -1,0 +1,36 @@
+"""Keeping secrets out of logs, errors and the database.
+
+Every text podium records about a request passes through a ``Redactor``: the connector's
+own secret values are masked wherever they appear, and so are query parameters whose
+names say they hold credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MASK = "***"
+_SENSITIVE_PARAM = re.compile(
+    r"(?i)([?&](?:[a-z_\-]*(?:token|secret|password|passwd|api[_\-]?key|apikey|signature|"
+    r"sig|auth|key|credential)[a-z_\-]*)=)[^&#\s]*"
+)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted(
+            {*self._secrets, *(s for s in secrets if s and len(s) >= 3)}, key=len, reverse=True
+        )
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _SENSITIVE_PARAM.sub(rf"\1{MASK}", text)
+        return _URL_PASSWORD.sub(rf"\1{MASK}@", text)

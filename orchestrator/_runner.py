@@ -1,0 +1,235 @@
+"""Running one pipeline: open its sessions, wire its stages, record the run.
+
+The run's row is written first (status ``running``) and completed last, inside a shield,
+so a run that fails, times out or is cancelled still leaves an accurate record — and
+every batch stored before the end stays stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from connectors import Connector
+from pipeline import Check, Pipeline, PodiumError
+
+from ._context import CheckTally, RunContext
+from ._gateway import Gateway
+from ._journal import CheckResultRow, Journal, RunEventRow, RunRow, utcnow
+from ._redact import Redactor
+from ._stage_tasks import Item, Outbox, run_stage
+from ._stats import RunStats, StageStats
+
+# Batches buffered between two stages; with fetch batches of ~20-100 records this bounds
+# what waits in memory at a few thousand records per edge.
+EDGE_BUFFER = 32
+
+
+@dataclass
+class RunResult:
+    run: RunRow
+    stats: RunStats
+    checks: list[CheckResultRow] = field(default_factory=list)
+    events: list[RunEventRow] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status in ("ok", "partial")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    connectors: dict[str, Connector],
+    engine: AsyncEngine,
+    concurrency: int = 64,
+    params: dict[str, Any] | None = None,
+    trigger: str = "cli",
+    scheduled_for: datetime | None = None,
+    dry_run: bool = False,
+    stats: RunStats | None = None,
+    run_id: str | None = None,
+) -> RunResult:
+    """Run ``pipeline`` once and record it; raises only for errors before the run starts.
+
+    Raises ``DuplicateFire`` when ``scheduled_for`` is set and that fire already ran.
+    """
+    missing = sorted(pipeline.connectors() - connectors.keys())
+    if missing:
+        raise PodiumError(f"pipeline {pipeline.name!r} needs connectors: {', '.join(missing)}")
+    merged_params = {**pipeline.params, **(params or {})}
+    stats = stats or RunStats()
+    for stage in pipeline.stages:
+        stats.stages[stage.name] = StageStats(
+            kind=stage.kind, planned=getattr(stage, "fan_out_size", lambda: None)()
+        )
+    journal = Journal(engine)
+    await journal.create_tables()
+    run = RunRow(
+        id=run_id or new_run_id(),
+        pipeline=pipeline.name,
+        trigger=trigger,
+        scheduled_for=scheduled_for,
+        params=merged_params,
+    )
+    await journal.start(run)
+    redactor = Redactor()
+    gateway = Gateway(
+        {name: connectors[name] for name in sorted(pipeline.connectors())},
+        concurrency=concurrency,
+        stats=stats,
+        redactor=redactor,
+    )
+    ctx = RunContext(run, pipeline, stats, gateway, engine, merged_params, dry_run)
+    for stage in pipeline.stages:
+        if isinstance(stage, Check):
+            ctx.checks[stage.name] = CheckTally(stage)
+    with logger.contextualize(run_id=run.id, pipeline=pipeline.name):
+        logger.info("run started ({})", trigger)
+        unexpected: BaseException | None = None
+        try:
+            with anyio.fail_after(pipeline.timeout):
+                async with gateway:
+                    await _run_stages(ctx)
+        except TimeoutError:
+            run.status, run.error = "timed_out", f"run exceeded its timeout of {pipeline.timeout}s"
+        except anyio.get_cancelled_exc_class():
+            run.status, run.error = "interrupted", "run was cancelled"
+            with anyio.CancelScope(shield=True):
+                await _finish(ctx, journal)
+            raise
+        except Exception as exc:
+            podium_error = _first_podium_error(exc)
+            if podium_error is None:
+                # A bug, not a user mistake: record it, then let the traceback through.
+                unexpected = exc
+                run.status, run.error = "failed", redactor(f"internal error: {exc!r}")
+            else:
+                run.status, run.error = "failed", redactor(str(podium_error))
+        with anyio.CancelScope(shield=True):
+            result = await _finish(ctx, journal)
+        if run.status == "failed":
+            logger.error("run failed: {}", run.error)
+        if unexpected is not None:
+            raise unexpected
+    return result
+
+
+async def _run_stages(ctx: RunContext) -> None:
+    pipeline = ctx.pipeline
+    inboxes: dict[str, Any] = {}
+    senders: dict[str, Any] = {}
+    for name in pipeline.order:
+        if pipeline.inputs_of(name):
+            send, receive = anyio.create_memory_object_stream[Item](EDGE_BUFFER)
+            senders[name], inboxes[name] = send, receive
+    outboxes: dict[str, list[Outbox]] = {
+        name: [senders[c].clone() for c in pipeline.consumers_of(name)] for name in pipeline.order
+    }
+    # The originals were only templates for the clones: close them so that each inbox ends
+    # exactly when its producers do.
+    for send in senders.values():
+        send.close()
+    async with anyio.create_task_group() as tg:
+        for name in pipeline.order:
+            tg.start_soon(
+                run_stage,
+                ctx,
+                pipeline.stage(name),
+                inboxes.get(name),
+                outboxes[name],
+                name=f"stage:{name}",
+            )
+
+
+async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
+    run, stats = ctx.run, ctx.stats
+    checks = list(ctx.checks.values())
+    for tally in checks:
+        if tally.check.on == "run" and run.status == "running":
+            tally.observe(stats.counts())
+    run.requests = stats.requests
+    run.retries = stats.retries
+    run.failed_requests = stats.failed_requests
+    run.records_in = stats.records_in()
+    run.records_out = stats.records_out()
+    run.rejected = stats.rejected
+    run.stored = stats.stored
+    run.checks_failed = sum(1 for t in checks if t.failed)
+    stats.checks_failed = run.checks_failed
+    run.stages = {name: s.as_dict() for name, s in stats.stages.items()}
+    if run.status == "running":
+        run.status = _status(ctx, checks)
+        if run.status == "failed" and run.error is None:
+            run.error = _failure_reason(ctx, checks)
+    run.finished_at = utcnow()
+    if ctx.dropped_events:
+        ctx.events.append(
+            RunEventRow(
+                run_id=run.id,
+                kind="events_dropped",
+                message=f"{ctx.dropped_events} more events were not recorded",
+            )
+        )
+    rows = [t.row(run.id) for t in checks]
+    await journal.finish(run, ctx.events, rows)
+    duration = (run.finished_at - run.started_at).total_seconds()
+    logger.info(
+        "run {} in {:.2f}s: {} requests, {} stored",
+        run.status,
+        duration,
+        run.requests,
+        run.stored,
+    )
+    return RunResult(run, stats, rows, ctx.events)
+
+
+def _status(ctx: RunContext, checks: list[CheckTally]) -> str:
+    stats = ctx.stats
+    logical = stats.requests - stats.retries
+    failed = stats.failed_requests
+    if logical and failed / logical > ctx.pipeline.policy.max_failed_ratio:
+        return "failed"
+    if any(t.failed and t.check.severity == "error" for t in checks):
+        return "failed"
+    if failed or stats.rejected or any(t.failed for t in checks):
+        return "partial"
+    return "ok"
+
+
+def _failure_reason(ctx: RunContext, checks: list[CheckTally]) -> str:
+    failed_checks = [t.check.name for t in checks if t.failed and t.check.severity == "error"]
+    if failed_checks:
+        return f"checks failed: {', '.join(failed_checks)}"
+    stats = ctx.stats
+    logical = max(1, stats.requests - stats.retries)
+    return (
+        f"{stats.failed_requests} of {logical} requests failed, more than the policy's "
+        f"max_failed_ratio of {ctx.pipeline.policy.max_failed_ratio:g}"
+    )
+
+
+def _first_podium_error(exc: BaseException) -> PodiumError | None:
+    """The PodiumError inside (possibly nested) task-group exception groups."""
+    if isinstance(exc, PodiumError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_podium_error(inner)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,268 @@
+"""One task per stage, connected by bounded streams of record batches.
+
+Every stage reads one inbox of ``(source stage, batch)`` items — producers hold clones of
+its send side, so the inbox ends when all of them are done — and writes to one outbox
+per consumer. Bounded buffers give backpressure: a slow store slows the fetches down
+instead of letting records pile up in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from loguru import logger
+
+from pipeline import (
+    Aggregate,
+    AnyStage,
+    Check,
+    Fetch,
+    PipelineError,
+    PodiumError,
+    Record,
+    RequestFailed,
+    ResponseError,
+    StageError,
+    Store,
+    Transform,
+    lookup,
+)
+
+from ._context import RunContext
+from ._tables import TableWriter
+
+Item = tuple[str, list[Record]]
+Inbox = ObjectReceiveStream[Item]
+Outbox = ObjectSendStream[Item]
+Emit = Callable[[list[Record]], Awaitable[None]]
+AGGREGATE_CHUNK = 1000
+REJECT_SAMPLES = 20
+
+
+def make_emit(name: str, outboxes: list[Outbox]) -> Emit:
+    """Send a batch to every consumer; each extra consumer gets its own record copies,
+    so a transform in one branch cannot change what another branch sees."""
+    if not outboxes:
+
+        async def discard(batch: list[Record]) -> None:
+            return None
+
+        return discard
+    first, rest = outboxes[0], outboxes[1:]
+
+    async def emit(batch: list[Record]) -> None:
+        for outbox in rest:
+            await outbox.send((name, [dict(r) for r in batch]))
+        await first.send((name, batch))
+
+    return emit
+
+
+async def _batches(ctx: RunContext, name: str, inbox: Inbox | None) -> AsyncIterator[Item]:
+    if inbox is None:
+        return
+    stats = ctx.stats.stages[name]
+    async with inbox:
+        async for source, batch in inbox:
+            stats.records_in += len(batch)
+            yield source, batch
+
+
+async def run_stage(
+    ctx: RunContext, stage: AnyStage, inbox: Inbox | None, outboxes: list[Outbox]
+) -> None:
+    with logger.contextualize(stage=stage.name):
+        async with AsyncExitStack() as stack:
+            for outbox in outboxes:
+                await stack.enter_async_context(outbox)
+            emit = make_emit(stage.name, outboxes)
+            if isinstance(stage, Fetch):
+                await _fetch(ctx, stage, inbox, emit)
+            elif isinstance(stage, Transform):
+                await _transform(ctx, stage, inbox, emit)
+            elif isinstance(stage, Aggregate):
+                await _aggregate(ctx, stage, inbox, emit)
+            elif isinstance(stage, Check):
+                await _check(ctx, stage, inbox, emit)
+            elif isinstance(stage, Store):
+                await _store(ctx, stage, inbox)
+        ctx.stats.stages[stage.name].finished = True
+        logger.debug("stage finished: {}", ctx.stats.stages[stage.name].as_dict())
+
+
+# -- fetch -------------------------------------------------------------------------------------
+async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit) -> None:
+    connector = ctx.gateway.connector(stage.connector)
+    stats = ctx.stats.stages[stage.name]
+    planned = stage.fan_out_size()
+    workers = connector.config.concurrency if planned is None else min(planned, connector.config.concurrency)
+    workers = max(1, workers)
+    item_send, item_recv = anyio.create_memory_object_stream[dict[str, Any]](workers)
+    response_checks = ctx.response_checks(stage.name)
+    params = ctx.params
+
+    async def feed() -> None:
+        async with item_send:
+            if stage.inputs:
+                async for _source, batch in _batches(ctx, stage.name, inbox):
+                    for record in batch:
+                        await item_send.send(record)
+            else:
+                for item in stage.fan_out_items():
+                    await item_send.send(item)
+
+    async def fetch_item(item: dict[str, Any]) -> None:
+        values = {**item, "params": params} if params else item
+        try:
+            request = connector.build_request(stage, values)
+        except PipelineError as exc:
+            stats.failed += 1
+            ctx.event("request_not_built", exc.message, stage=stage.name)
+            return
+        paginator = connector.paginator(stage)
+        if paginator is not None:
+            request = paginator.first(request)
+        carried = {out: lookup(item, src) for out, src in stage.carry.items()} if stage.carry else None
+        pending: Any = request
+        while pending is not None:
+            stats.requests += 1
+            try:
+                response = await ctx.gateway.send(stage.connector, pending)
+                for tally in response_checks:
+                    tally.observe(response.as_check_data())
+                records = connector.records(stage, response)
+            except RequestFailed as exc:
+                stats.failed += 1
+                ctx.event("request_failed", exc.message, stage=stage.name, url=exc.url, status=exc.status)
+                return
+            except ResponseError as exc:
+                stats.failed += 1
+                ctx.stats.connectors[stage.connector].failed += 1
+                url = ctx.gateway.redact(response.url)
+                ctx.event("bad_response", f"{url}: {exc.message}", stage=stage.name, url=url)
+                return
+            if carried:
+                for record in records:
+                    record.update(carried)
+            stats.records_out += len(records)
+            if records:
+                await emit(records)
+            pending = paginator.next(pending, response, records) if paginator else None
+
+    async def work(items: ObjectReceiveStream[dict[str, Any]]) -> None:
+        async with items:
+            async for item in items:
+                await fetch_item(item)
+                stats.done += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(feed, name=f"{stage.name}:feed")
+        async with item_recv:
+            for i in range(workers):
+                tg.start_soon(work, item_recv.clone(), name=f"{stage.name}:worker-{i}")
+
+
+# -- transform ---------------------------------------------------------------------------------
+async def _transform(ctx: RunContext, stage: Transform, inbox: Inbox | None, emit: Emit) -> None:
+    stats = ctx.stats.stages[stage.name]
+    async for _source, batch in _batches(ctx, stage.name, inbox):
+        try:
+            out, rejected = await stage.apply(batch)
+        except PodiumError:
+            raise
+        except Exception as exc:  # user code: report it as this stage's failure, in one line
+            target = f" ({getattr(stage.call, '__qualname__', stage.call)})" if stage.call else ""
+            raise StageError(
+                f"transform {stage.name!r}{target} raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if rejected:
+            stats.rejected += len(rejected)
+            for record, reason in rejected[: max(0, REJECT_SAMPLES - stats.rejected + len(rejected))]:
+                ctx.event("record_rejected", reason, stage=stage.name, record=_jsonable(record))
+        stats.records_out += len(out)
+        if out:
+            await emit(out)
+
+
+# -- aggregate ---------------------------------------------------------------------------------
+async def _aggregate(ctx: RunContext, stage: Aggregate, inbox: Inbox | None, emit: Emit) -> None:
+    stats = ctx.stats.stages[stage.name]
+    accumulator = stage.accumulator()
+    async for source, batch in _batches(ctx, stage.name, inbox):
+        if stage.merge_on is not None:
+            accumulator.add(source, batch)  # type: ignore[call-arg]
+        else:
+            accumulator.add(batch)  # type: ignore[call-arg]
+    results = accumulator.results()
+    stats.records_out += len(results)
+    for i in range(0, len(results), AGGREGATE_CHUNK):
+        await emit(results[i : i + AGGREGATE_CHUNK])
+
+
+# -- check -------------------------------------------------------------------------------------
+async def _check(ctx: RunContext, stage: Check, inbox: Inbox | None, emit: Emit) -> None:
+    stats = ctx.stats.stages[stage.name]
+    tally = ctx.checks[stage.name]
+    async for _source, batch in _batches(ctx, stage.name, inbox):
+        if stage.on == "records":
+            if stage.drop:
+                batch = [r for r in batch if tally.observe(r)]
+            else:
+                for record in batch:
+                    tally.observe(record)
+        stats.records_out += len(batch)
+        if batch:
+            await emit(batch)
+
+
+# -- store -------------------------------------------------------------------------------------
+async def _store(ctx: RunContext, stage: Store, inbox: Inbox | None) -> None:
+    stats = ctx.stats.stages[stage.name]
+    writer = TableWriter(ctx.engine, stage)
+    keys = stage.key
+    buffer: list[Record] = []
+    last_flush = time.monotonic()
+
+    async def flush() -> None:
+        nonlocal buffer, last_flush
+        rows, buffer = buffer, []
+        last_flush = time.monotonic()
+        if not rows:
+            return
+        written = len(rows) if ctx.dry_run else await writer.write(rows)
+        ctx.stats.stored += 0 if ctx.dry_run else written
+        stats.records_out += written
+        stats.done += 1
+
+    async for _source, batch in _batches(ctx, stage.name, inbox):
+        if len(keys) == 1:
+            key = keys[0]
+            good = [r for r in batch if r.get(key) is not None]
+        else:
+            good = [r for r in batch if all(r.get(k) is not None for k in keys)]
+        if len(good) != len(batch):
+            missing = len(batch) - len(good)
+            stats.rejected += missing
+            ctx.event(
+                "record_rejected",
+                f"{missing} record(s) without a value for key {', '.join(keys)}",
+                stage=stage.name,
+            )
+        buffer.extend(good)
+        if len(buffer) >= stage.batch_size or time.monotonic() - last_flush >= stage.flush_seconds:
+            while len(buffer) > stage.batch_size:
+                rest = buffer[stage.batch_size :]
+                buffer = buffer[: stage.batch_size]
+                await flush()
+                buffer = rest
+            await flush()
+    await flush()
+
+
+def _jsonable(record: Record) -> dict[str, Any]:
+    return {k: v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in record.items()}

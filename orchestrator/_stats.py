@@ -1,0 +1,85 @@
+"""Live counters of a run, read by the progress display and written to the journal."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class StageStats:
+    kind: str
+    records_in: int = 0
+    records_out: int = 0
+    rejected: int = 0
+    requests: int = 0
+    failed: int = 0
+    planned: int | None = None  # fan-out items, when known up front
+    done: int = 0  # fan-out items finished (fetch) or batches written (store)
+    finished: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "kind": self.kind,
+            "in": self.records_in,
+            "out": self.records_out,
+        }
+        if self.kind == "fetch":
+            data |= {"requests": self.requests, "failed": self.failed}
+        if self.rejected:
+            data["rejected"] = self.rejected
+        return data
+
+
+@dataclass(slots=True)
+class ConnectorStats:
+    requests: int = 0
+    retries: int = 0
+    failed: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class RunStats:
+    stages: dict[str, StageStats] = field(default_factory=dict)
+    connectors: dict[str, ConnectorStats] = field(default_factory=dict)
+    stored: int = 0
+    checks_failed: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.connectors.values())
+
+    @property
+    def retries(self) -> int:
+        return sum(c.retries for c in self.connectors.values())
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(c.failed for c in self.connectors.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(s.rejected for s in self.stages.values())
+
+    def records_in(self) -> int:
+        """Records that entered the pipeline: what the fetch stages yielded."""
+        return sum(s.records_out for s in self.stages.values() if s.kind == "fetch")
+
+    def records_out(self) -> int:
+        """Records that reached the pipeline's ends (store stages or final stages)."""
+        return sum(s.records_in for s in self.stages.values() if s.kind == "store")
+
+    def counts(self) -> dict[str, Any]:
+        """What a run check's expression sees."""
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "failed_requests": self.failed_requests,
+            "records_in": self.records_in(),
+            "stored": self.stored,
+            "rejected": self.rejected,
+            "stages": {name: s.as_dict() for name, s in self.stages.items()},
+        }

@@ -1,0 +1,246 @@
+"""Writing records into tables: batched upserts through SQLAlchemy Core.
+
+A store's table either comes from a SQLModel class or is inferred from the records:
+columns typed from the first non-null value, new columns added when they appear. Each
+batch is one ``INSERT … ON CONFLICT (key) DO UPDATE`` executed as a driver-level
+executemany with tuples — statements are compiled once per column set, because per-row
+ORM or dict binding would cost more CPU than the whole HTTP side of a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from loguru import logger
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from pipeline import Record, Store, StoreError
+
+from ._database import store_error
+
+Converter = Callable[[Any], Any]
+
+
+def infer_type(value: Any) -> sa.types.TypeEngine[Any]:
+    """The column type for a Python value (bool before int: bool is an int subclass)."""
+    if isinstance(value, bool):
+        return sa.Boolean()
+    if isinstance(value, int):
+        return sa.BigInteger()
+    if isinstance(value, float):
+        return sa.Double()
+    if isinstance(value, Decimal):
+        return sa.Numeric()
+    if isinstance(value, datetime):
+        return sa.DateTime(timezone=True)
+    if isinstance(value, date):
+        return sa.Date()
+    if isinstance(value, dict | list):
+        return sa.JSON()
+    return sa.Text()
+
+
+def _first_value(rows: Sequence[Record], column: str) -> Any:
+    for row in rows:
+        value = row.get(column)
+        if value is not None:
+            return value
+    return None
+
+
+class TableWriter:
+    """Upserts batches into one table; owns that table's schema decisions for a run."""
+
+    def __init__(self, engine: AsyncEngine, stage: Store) -> None:
+        self.engine = engine
+        self.stage = stage
+        self.keys = tuple(stage.key)
+        self.dialect = engine.dialect
+        self._table: sa.Table | None = None
+        self._inferred = stage.model is None
+        self._statements: dict[tuple[str, ...], tuple[str, Callable[[Record], tuple]]] = {}
+        self._ignored: set[str] = set()
+
+    @property
+    def table_name(self) -> str:
+        return self.stage.table
+
+    async def write(self, rows: list[Record]) -> int:
+        """Upsert ``rows`` in one transaction; returns how many rows were written."""
+        if not rows:
+            return 0
+        try:
+            async with self.engine.begin() as conn:
+                table = await self._prepare(conn, rows)
+                columns = self._columns_for(table, rows)
+                sql, to_tuple = self._statement(table, columns)
+                await conn.exec_driver_sql(sql, [to_tuple(r) for r in rows])
+        except SQLAlchemyError as exc:
+            raise store_error(exc, f"writing {len(rows)} rows to table {self.table_name!r}") from None
+        return len(rows)
+
+    async def _prepare(self, conn: AsyncConnection, rows: list[Record]) -> sa.Table:
+        if self._table is None:
+            self._table = await self._load_or_create(conn, rows)
+        if self._inferred:
+            await self._add_new_columns(conn, self._table, rows)
+        return self._table
+
+    async def _load_or_create(self, conn: AsyncConnection, rows: list[Record]) -> sa.Table:
+        if self.stage.model is not None:
+            table: sa.Table = self.stage.model.__table__  # type: ignore[attr-defined]
+            await conn.run_sync(lambda sync: table.create(sync, checkfirst=True))
+            self._check_key_is_unique(table)
+            return table
+        name = self.table_name
+        existing = await conn.run_sync(lambda sync: sa.inspect(sync).has_table(name))
+        metadata = sa.MetaData()
+        if existing:
+            table = await conn.run_sync(
+                lambda sync: sa.Table(name, metadata, autoload_with=sync)
+            )
+            self._check_key_is_unique(table)
+            return table
+        columns: dict[str, None] = dict.fromkeys(self.keys)
+        for row in rows:
+            columns.update(dict.fromkeys(row))
+        table = sa.Table(
+            name,
+            metadata,
+            *(
+                sa.Column(c, infer_type(_first_value(rows, c)), primary_key=c in self.keys)
+                for c in columns
+            ),
+        )
+        await conn.run_sync(lambda sync: table.create(sync, checkfirst=True))
+        logger.info("created table {} with columns {}", name, ", ".join(columns))
+        return table
+
+    def _check_key_is_unique(self, table: sa.Table) -> None:
+        missing = [k for k in self.keys if k not in table.c]
+        if missing:
+            raise StoreError(f"table {table.name!r} has no key column {', '.join(missing)}")
+        unique_sets = [{c.name for c in table.primary_key.columns}]
+        unique_sets += [
+            {c.name for c in con.columns}
+            for con in table.constraints
+            if isinstance(con, sa.UniqueConstraint)
+        ]
+        unique_sets += [{c.name for c in ix.columns} for ix in table.indexes if ix.unique]
+        if set(self.keys) not in unique_sets:
+            raise StoreError(
+                f"table {table.name!r}: key ({', '.join(self.keys)}) is not its primary key "
+                "or a unique constraint, so rows cannot be upserted by it"
+            )
+
+    async def _add_new_columns(
+        self, conn: AsyncConnection, table: sa.Table, rows: list[Record]
+    ) -> None:
+        seen = set().union(*rows)
+        new = [c for c in seen if c not in table.c]
+        for column in sorted(new):
+            col = sa.Column(column, infer_type(_first_value(rows, column)))
+            type_sql = col.type.compile(dialect=self.dialect)
+            quote = self.dialect.identifier_preparer.quote
+            await conn.exec_driver_sql(
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column)} {type_sql}"
+            )
+            table.append_column(col)
+            self._statements.clear()
+            logger.info("table {}: added column {} ({})", table.name, column, type_sql)
+
+    def _columns_for(self, table: sa.Table, rows: list[Record]) -> tuple[str, ...]:
+        seen = set().union(*rows)
+        unknown = seen.difference(table.c.keys())
+        if unknown - self._ignored:
+            fresh = sorted(unknown - self._ignored)
+            self._ignored.update(fresh)
+            logger.warning(
+                "table {} has no column for {}; those fields are not stored",
+                table.name,
+                ", ".join(fresh),
+            )
+        return tuple(c for c in table.c.keys() if c in seen or c in self.keys)
+
+    def _statement(
+        self, table: sa.Table, columns: tuple[str, ...]
+    ) -> tuple[str, Callable[[Record], tuple]]:
+        cached = self._statements.get(columns)
+        if cached is not None:
+            return cached
+        insert = (postgresql if self.dialect.name == "postgresql" else sqlite).insert
+        stmt = insert(table).values({c: sa.bindparam(c) for c in columns})
+        updates = [c for c in columns if c not in self.keys]
+        if updates:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(self.keys),
+                set_={c: stmt.excluded[c] for c in updates},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(self.keys))
+        compiled = stmt.compile(dialect=self.dialect)
+        order = tuple(compiled.positiontup or ())
+        if set(order) != set(columns):
+            raise StoreError(f"cannot build an upsert for table {table.name!r}")
+        converters = [self._converter(table.c[c]) for c in order]
+        cached = (str(compiled), _tuple_builder(order, converters, self.keys, table.name))
+        self._statements[columns] = cached
+        return cached
+
+    def _converter(self, column: sa.Column[Any]) -> Converter | None:
+        process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+        if self.dialect.name == "sqlite" and isinstance(column.type, sa.DateTime):
+            # SQLite keeps naive text: normalise aware values to UTC first so the stored
+            # instant is right, whatever offset the API used.
+            inner = process
+
+            def to_utc(value: Any) -> Any:
+                if isinstance(value, datetime) and value.tzinfo is not None:
+                    value = value.astimezone(UTC).replace(tzinfo=None)
+                return inner(value) if inner else value
+
+            return to_utc
+        return process
+
+
+def _tuple_builder(
+    order: tuple[str, ...],
+    converters: list[Converter | None],
+    keys: tuple[str, ...],
+    table: str,
+) -> Callable[[Record], tuple]:
+    """A function record → parameter tuple, with the fewest per-row steps possible."""
+    key_positions = [order.index(k) for k in keys]
+
+    def check_keys(values: tuple) -> tuple:
+        for i in key_positions:
+            if values[i] is None:
+                raise StoreError(
+                    f"table {table!r}: a record has no value for key column {order[i]!r}"
+                )
+        return values
+
+    if not any(converters):
+
+        def plain(record: Record) -> tuple:
+            return check_keys(tuple(map(record.get, order)))
+
+        return plain
+
+    pairs = [(i, conv) for i, conv in enumerate(converters) if conv is not None]
+
+    def converted(record: Record) -> tuple:
+        values = list(map(record.get, order))
+        for i, conv in pairs:
+            value = values[i]
+            if value is not None:
+                values[i] = conv(value)
+        return check_keys(tuple(values))
+
+    return converted

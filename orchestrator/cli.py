@@ -1,0 +1,351 @@
+"""The ``podium`` command line.
+
+Exit codes: 0 the run was ok (or partial within its policy), 1 the run failed,
+2 a usage or configuration mistake. User mistakes print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import orjson
+import typer
+from rich.console import Console
+
+from connectors import known_kinds
+from pipeline import ConfigError, PipelineError, PluginError, PodiumError, RunNotFound
+
+from ._config import Config, load_config
+from ._database import open_engine
+from ._journal import Journal
+from ._logging import configure_logging
+from ._runner import RunResult, run_pipeline
+from ._stats import RunStats
+
+app = typer.Typer(
+    name="podium",
+    help="Run API-aggregation pipelines: fetch → transform → check → store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+USAGE_ERRORS = (ConfigError, PipelineError, PluginError, RunNotFound)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="config file", envvar="PODIUM_CONFIG")
+]
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def user_errors(fn: F) -> F:
+    """Turn podium errors into one line on stderr and the right exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PodiumError as exc:
+            _err_console().print(f"[red]podium: error:[/red] {exc}", markup=True, highlight=False)
+            raise typer.Exit(2 if isinstance(exc, USAGE_ERRORS) else 1) from None
+        except KeyboardInterrupt:
+            _err_console().print("podium: interrupted", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _params(values: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param expects key=value, got {item!r}")
+        try:
+            params[key] = orjson.loads(raw)  # numbers, booleans, lists stay typed
+        except orjson.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+async def _execute(
+    config: Config,
+    name: str,
+    *,
+    params: dict[str, Any],
+    dry_run: bool,
+    console: Console | None,
+) -> RunResult:
+    pipeline = config.pipeline(name)
+    unknown = sorted(set(params) - set(pipeline.params))
+    if unknown:
+        known = ", ".join(pipeline.params) or "none"
+        raise ConfigError(f"pipeline {name!r} has no parameter {', '.join(unknown)} (parameters: {known})")
+    connectors = config.connectors_for(pipeline)
+    stats = RunStats()
+    async with open_engine(config.database.url) as engine:
+        if console is None:
+            return await run_pipeline(
+                pipeline,
+                connectors=connectors,
+                engine=engine,
+                concurrency=config.limits.concurrency,
+                params=params,
+                dry_run=dry_run,
+                stats=stats,
+            )
+        from ._display import LiveProgress
+
+        live = LiveProgress(console, stats)
+        result: RunResult | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.run, name="progress")
+            try:
+                result = await run_pipeline(
+                    pipeline,
+                    connectors=connectors,
+                    engine=engine,
+                    concurrency=config.limits.concurrency,
+                    params=params,
+                    dry_run=dry_run,
+                    stats=stats,
+                )
+            finally:
+                tg.cancel_scope.cancel()
+        assert result is not None
+        return result
+
+
+def _report(result: RunResult, *, as_json: bool) -> None:
+    from ._display import checks_table, events_table, result_json, summary_table
+
+    if as_json:
+        sys.stdout.write(orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        console = Console()
+        console.print(summary_table(result))
+        for table in (checks_table(result.checks), events_table(result.events)):
+            if table is not None:
+                console.print(table)
+        if result.run.error:
+            console.print(f"[red]error:[/red] {result.run.error}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _run_command(
+    config_path: Path,
+    pipeline: str,
+    *,
+    params: dict[str, Any],
+    dry_run: bool,
+    as_json: bool,
+    log_json: bool,
+    verbose: bool,
+) -> None:
+    configure_logging(level="DEBUG" if verbose else "WARNING" if as_json else "INFO", json=log_json)
+    config = load_config(config_path)
+    err = Console(stderr=True)
+    show_progress = err.is_terminal and not as_json and not log_json
+    result = anyio.run(
+        functools.partial(
+            _execute,
+            config,
+            pipeline,
+            params=params,
+            dry_run=dry_run,
+            console=err if show_progress else None,
+        ),
+        backend="asyncio",
+    )
+    _report(result, as_json=as_json)
+
+
+@app.command()
+@user_errors
+def run(
+    pipeline: Annotated[str, typer.Argument(help="pipeline name from the config")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="override a parameter: key=value")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="fetch and check, store nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", help="log JSON lines to stderr")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    """Run a pipeline once, with live progress and a summary."""
+    _run_command(
+        config,
+        pipeline,
+        params=_params(param),
+        dry_run=dry_run,
+        as_json=as_json,
+        log_json=log_json,
+        verbose=verbose,
+    )
+
+
+@app.command()
+@user_errors
+def demo(
+    config: ConfigOption = DEFAULT_CONFIG,
+    pipeline: Annotated[str, typer.Option(help="pipeline to run")] = "demo",
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Run the demo pipeline against the bundled demo API (offline, on loopback)."""
+    from ._demo_server import serve_demo_api
+
+    with serve_demo_api() as url:
+        os.environ["PODIUM_DEMO_URL"] = url
+        _run_command(
+            config, pipeline, params={}, dry_run=False, as_json=as_json, log_json=False, verbose=False
+        )
+
+
+@app.command("demo-api")
+@user_errors
+def demo_api(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+) -> None:
+    """Serve the bundled demo API on 127.0.0.1 until interrupted."""
+    from aiohttp import web
+
+    from ._demo_api import demo_app
+
+    web.run_app(demo_app(), host="127.0.0.1", port=port, print=lambda s: _err_console().print(s))
+
+
+@app.command()
+@user_errors
+def validate(
+    config: ConfigOption = DEFAULT_CONFIG,
+    pipeline: Annotated[str | None, typer.Argument(help="validate only this pipeline")] = None,
+) -> None:
+    """Check the config: every connector and pipeline, or one pipeline and its connectors."""
+    loaded = load_config(config)
+    if pipeline is not None:
+        chosen = loaded.pipeline(pipeline)
+        loaded.connectors_for(chosen)
+        typer.echo(f"{config}: pipeline {pipeline!r} is valid")
+        return
+    problems = loaded.problems()
+    for problem in problems:
+        _err_console().print(f"[red]podium: error:[/red] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(2)
+    typer.echo(
+        f"{config}: ok — {len(loaded.pipelines)} pipelines, {len(loaded.connectors)} connectors"
+    )
+
+
+@app.command()
+@user_errors
+def pipelines(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """List the config's pipelines and their stages."""
+    from rich.table import Table
+
+    loaded = load_config(config)
+    table = Table(title=str(config), title_justify="left")
+    for column in ("pipeline", "stages", "connectors", "description"):
+        table.add_column(column, overflow="fold")
+    for name, entry in loaded.pipelines.items():
+        if isinstance(entry, PodiumError):
+            table.add_row(name, f"[red]invalid: {entry}[/red]", "", "")
+            continue
+        chain = " → ".join(f"{s.name}({s.kind})" for s in entry.stages)
+        table.add_row(name, chain, ", ".join(sorted(entry.connectors())), entry.description)
+    Console().print(table)
+
+
+@app.command()
+@user_errors
+def runs(
+    pipeline: Annotated[str | None, typer.Argument(help="only this pipeline's runs")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    limit: Annotated[int, typer.Option(help="how many runs")] = 20,
+) -> None:
+    """List recent runs, newest first."""
+    from ._display import runs_table
+
+    loaded = load_config(config)
+
+    async def fetch() -> Any:
+        async with open_engine(loaded.database.url) as engine:
+            journal = Journal(engine)
+            await journal.create_tables()
+            return await journal.runs(pipeline, limit)
+
+    Console().print(runs_table(anyio.run(fetch, backend="asyncio")))
+
+
+@app.command()
+@user_errors
+def show(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """Show one run: counts per stage, checks and recorded failures."""
+    from ._display import checks_table, events_table, runs_table
+
+    loaded = load_config(config)
+
+    async def fetch() -> Any:
+        async with open_engine(loaded.database.url) as engine:
+            journal = Journal(engine)
+            await journal.create_tables()
+            return await journal.run(run_id)
+
+    run, events, checks = anyio.run(fetch, backend="asyncio")
+    if as_json:
+        data = {
+            "run": run.model_dump(mode="json"),
+            "checks": [c.model_dump(mode="json") for c in checks],
+            "events": [e.model_dump(mode="json") for e in events],
+        }
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    console = Console()
+    console.print(runs_table([run]))
+    console.print_json(orjson.dumps(run.stages).decode())
+    for table in (checks_table(checks), events_table(events, limit=50)):
+        if table is not None:
+            console.print(table)
+
+
+@app.command("connectors")
+@user_errors
+def list_connectors() -> None:
+    """List the connector kinds installed: built-in and from plugins."""
+    from rich.table import Table
+
+    from connectors import PluginError as _PluginError
+    from connectors import connector_class
+
+    table = Table(title="connector kinds", title_justify="left")
+    for column in ("kind", "source", "config fields"):
+        table.add_column(column, overflow="fold")
+    for kind in known_kinds():
+        try:
+            cls = connector_class(kind)
+        except _PluginError as exc:
+            table.add_row(kind, "[red]broken[/red]", str(exc))
+            continue
+        fields = ", ".join(cls.Config.model_fields)
+        table.add_row(kind, cls.__module__.split(".")[0], fields)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

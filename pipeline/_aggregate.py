@@ -1,0 +1,130 @@
+"""Aggregation: merging records from several inputs by key, and group-by reductions.
+
+Both keep one entry per key, never the records themselves, so memory grows with the
+number of distinct keys rather than with the number of records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import StageError
+
+Record = dict[str, Any]
+Key = tuple[Any, ...]
+
+
+class Merger:
+    """Merges records that share a key; later inputs' fields win on conflicts."""
+
+    def __init__(self, key: list[str], inputs: tuple[str, ...], how: str) -> None:
+        self._key = tuple(key)
+        self._inputs = inputs
+        self._inner = how == "inner"
+        self._merged: dict[Key, Record] = {}
+        self._seen_in: dict[Key, set[str]] = {}
+
+    def add(self, source: str, batch: list[Record]) -> None:
+        key_fields = self._key
+        for record in batch:
+            try:
+                key = tuple(record[f] for f in key_fields)
+            except KeyError as exc:
+                raise StageError(
+                    f"record from {source!r} has no merge key field {exc.args[0]!r}"
+                ) from None
+            merged = self._merged.get(key)
+            if merged is None:
+                self._merged[key] = dict(record)
+            else:
+                merged.update(record)
+            if self._inner:
+                self._seen_in.setdefault(key, set()).add(source)
+
+    def results(self) -> list[Record]:
+        if not self._inner:
+            return list(self._merged.values())
+        wanted = len(set(self._inputs))
+        return [r for k, r in self._merged.items() if len(self._seen_in.get(k, ())) == wanted]
+
+
+_REDUCERS = ("count", "sum", "min", "max", "avg")
+
+
+def parse_metric(spec: str) -> tuple[str, str | None]:
+    """``"count"`` or ``"sum:field"`` → (reducer, field)."""
+    reducer, _, field = spec.partition(":")
+    if reducer not in _REDUCERS:
+        raise ValueError(f"unknown reducer {reducer!r} in {spec!r} (known: {', '.join(_REDUCERS)})")
+    if reducer == "count":
+        return reducer, field or None
+    if not field:
+        raise ValueError(f"{reducer!r} needs a field, as in '{reducer}:price'")
+    return reducer, field
+
+
+class _Acc:
+    __slots__ = ("count", "max", "min", "n", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.n = 0
+        self.sum: float = 0
+        self.min: Any = None
+        self.max: Any = None
+
+
+class GroupBy:
+    """Group-by with count/sum/min/max/avg; null values are ignored, as in SQL."""
+
+    def __init__(self, by: list[str], metrics: dict[str, str]) -> None:
+        self._by = tuple(by)
+        self._metrics = {out: parse_metric(spec) for out, spec in metrics.items()}
+        self._groups: dict[Key, dict[str, _Acc]] = {}
+
+    def add(self, batch: list[Record]) -> None:
+        by = self._by
+        metrics = self._metrics
+        for record in batch:
+            key = tuple(record.get(f) for f in by)
+            accs = self._groups.get(key)
+            if accs is None:
+                accs = self._groups[key] = {out: _Acc() for out in metrics}
+            for out, (reducer, field) in metrics.items():
+                acc = accs[out]
+                if field is None:
+                    acc.count += 1
+                    continue
+                value = record.get(field)
+                if value is None:
+                    continue
+                acc.count += 1
+                if reducer in ("sum", "avg"):
+                    try:
+                        acc.sum += value
+                    except TypeError:
+                        raise StageError(
+                            f"{reducer}:{field} got a non-number {value!r}"
+                        ) from None
+                    acc.n += 1
+                elif reducer == "min":
+                    acc.min = value if acc.min is None or value < acc.min else acc.min
+                elif reducer == "max":
+                    acc.max = value if acc.max is None or value > acc.max else acc.max
+
+    def results(self) -> list[Record]:
+        out: list[Record] = []
+        for key, accs in self._groups.items():
+            row: Record = dict(zip(self._by, key, strict=True))
+            for name, (reducer, _field) in self._metrics.items():
+                acc = accs[name]
+                if reducer == "count":
+                    row[name] = acc.count
+                elif reducer == "sum":
+                    row[name] = acc.sum
+                elif reducer == "avg":
+                    row[name] = acc.sum / acc.n if acc.n else None
+                else:
+                    row[name] = getattr(acc, reducer)
+            out.append(row)
+        return out

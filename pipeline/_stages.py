@@ -1,0 +1,320 @@
+"""The stage kinds: fetch → transform → aggregate → check → store.
+
+Stages are plain, frozen pydantic models: the TOML form validates straight into them and
+Python code builds the same objects. They hold no I/O — a ``Fetch`` names its connector
+and describes its requests; the orchestrator resolves the connector and does the I/O.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from ._aggregate import GroupBy, Merger, parse_metric
+from ._coerce import CoerceName
+from ._expr import Expr
+from ._fields import FieldSet
+from ._refs import CallableRef, ClassRef
+from ._template import Template, tree_fields
+from ._transform import Record, Rejection, compile_ops
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Stage(BaseModel):
+    """A named step; ``inputs`` (``from`` in TOML) names the stages it reads."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True
+    )
+
+    name: str = Field(pattern=NAME_PATTERN)
+    inputs: tuple[str, ...] = Field(default=(), alias="from")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    def default_inputs(self, previous: str | None) -> tuple[str, ...]:
+        """Inputs when none are given: the stage before, as in a linear chain."""
+        return (previous,) if previous else ()
+
+    def output_fields(self, inputs: FieldSet) -> FieldSet:
+        """Fields of the records this stage emits; raises PipelineError on bad references."""
+        return inputs
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    range: tuple[int, int] | tuple[int, int, int]
+
+
+class Fetch(Stage):
+    """Requests on a connector: once, once per ``for_each`` item, or once per input record."""
+
+    kind: Literal["fetch"] = "fetch"
+    connector: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    path: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    records: str | None = None
+    for_each: list[Any] | Range | None = None
+    as_: str = Field(default="value", alias="as", pattern=IDENT_PATTERN)
+    carry: dict[str, str] = Field(default_factory=dict)
+    paginate: dict[str, Any] | None = None
+
+    _records: Expr | None = PrivateAttr(default=None)
+    _path: Template = PrivateAttr()
+
+    @field_validator("carry", mode="before")
+    @classmethod
+    def _carry_list(cls, value: Any) -> Any:
+        return {name: name for name in value} if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _compile(self) -> Fetch:
+        if self.for_each is not None and self.inputs:
+            raise ValueError("use either 'for_each' or 'from', not both")
+        self._path = Template(self.path)
+        self._records = Expr(self.records) if self.records else None
+        return self
+
+    def default_inputs(self, previous: str | None) -> tuple[str, ...]:
+        # A fetch is a source unless it says what it fans out over.
+        return ()
+
+    @property
+    def path_template(self) -> Template:
+        return self._path
+
+    @property
+    def records_expr(self) -> Expr | None:
+        return self._records
+
+    def template_fields(self) -> set[str]:
+        return (
+            set(self._path.fields)
+            | tree_fields(self.params)
+            | tree_fields(self.headers)
+            | tree_fields(self.body)
+        )
+
+    def output_fields(self, inputs: FieldSet) -> FieldSet:
+        item_fields = inputs if self.inputs else self._for_each_fields()
+        wanted = {f for f in self.template_fields() if not f.startswith("params.")}
+        item_fields.require(wanted, what="a request template", source="the fan-out input")
+        item_fields.require(self.carry.values(), what="'carry'", source="the fan-out input")
+        return FieldSet.unknown(self.carry)
+
+    def _for_each_fields(self) -> FieldSet:
+        if self.for_each is None:
+            return FieldSet.closed(())
+        if isinstance(self.for_each, Range):
+            return FieldSet.closed((self.as_,))
+        names: set[str] = set()
+        for item in self.for_each:
+            names.update(item if isinstance(item, dict) else (self.as_,))
+        return FieldSet.closed(names)
+
+    def fan_out_items(self) -> Iterator[dict[str, Any]]:
+        """Bindings for a source fetch: one per ``for_each`` item, or a single empty one."""
+        if self.for_each is None:
+            yield {}
+        elif isinstance(self.for_each, Range):
+            for value in range(*self.for_each.range):
+                yield {self.as_: value}
+        else:
+            for item in self.for_each:
+                yield dict(item) if isinstance(item, dict) else {self.as_: item}
+
+    def fan_out_size(self) -> int | None:
+        if self.inputs:
+            return None
+        if self.for_each is None:
+            return 1
+        if isinstance(self.for_each, Range):
+            return len(range(*self.for_each.range))
+        return len(self.for_each)
+
+
+class Transform(Stage):
+    """Reshapes records: built-in operations, and/or a Python callable (sync or async).
+
+    ``call`` receives one record and returns a record, a list of records, or None to drop
+    it; with ``per = "batch"`` it receives and returns a list.
+    """
+
+    kind: Literal["transform"] = "transform"
+    call: CallableRef | None = None
+    per: Literal["record", "batch"] = "record"
+    compute: dict[str, str] = Field(default_factory=dict)
+    coerce: dict[str, CoerceName] = Field(default_factory=dict)
+    filter: str | None = None
+    rename: dict[str, str] = Field(default_factory=dict)
+    drop: list[str] = Field(default_factory=list)
+    select: list[str] | None = None
+
+    _ops: Callable[[list[Record]], tuple[list[Record], list[Rejection]]] | None = PrivateAttr(None)
+    _is_async: bool = PrivateAttr(False)
+
+    @model_validator(mode="after")
+    def _compile(self) -> Transform:
+        self._ops = compile_ops(
+            compute={f: Expr(src) for f, src in self.compute.items()},
+            coerce=dict(self.coerce),
+            filter_=Expr(self.filter) if self.filter else None,
+            rename=dict(self.rename),
+            drop=list(self.drop),
+            select=list(self.select) if self.select is not None else None,
+        )
+        if self._ops is None and self.call is None:
+            raise ValueError("a transform needs 'call' or at least one operation")
+        self._is_async = self.call is not None and inspect.iscoroutinefunction(self.call)
+        return self
+
+    def output_fields(self, inputs: FieldSet) -> FieldSet:
+        fields = FieldSet.unknown() if self.call is not None else inputs
+        fields = fields.plus(self.compute)
+        fields.require(self.coerce, what="'coerce'", source="the input")
+        fields.require(self.rename, what="'rename'", source="the input")
+        fields = fields.minus(self.rename).plus(self.rename.values()).minus(self.drop)
+        if self.select is not None:
+            fields.require(self.select, what="'select'", source="the input")
+            fields = FieldSet.closed(self.select)
+        return fields
+
+    async def apply(self, batch: list[Record]) -> tuple[list[Record], list[Rejection]]:
+        """Run the callable (if any), then the built-in operations, on one batch."""
+        if self.call is not None:
+            batch = await self._call(batch)
+        if self._ops is None:
+            return batch, []
+        return self._ops(batch)
+
+    async def _call(self, batch: list[Record]) -> list[Record]:
+        fn = self.call
+        assert fn is not None
+        if self.per == "batch":
+            result = fn(batch)
+            if self._is_async:
+                result = await result
+            return list(result or [])
+        out: list[Record] = []
+        for record in batch:
+            result = fn(record)
+            if self._is_async:
+                result = await result
+            if result is None:
+                continue
+            if isinstance(result, list):
+                out.extend(result)
+            else:
+                out.append(result)
+        return out
+
+
+class Aggregate(Stage):
+    """Merges records from several inputs by key, or reduces records by group."""
+
+    kind: Literal["aggregate"] = "aggregate"
+    merge_on: list[str] | None = None
+    how: Literal["outer", "inner"] = "outer"
+    group_by: list[str] | None = None
+    metrics: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("merge_on", "group_by", mode="before")
+    @classmethod
+    def _one_or_many_fields(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Aggregate:
+        if (self.merge_on is None) == (self.group_by is None):
+            raise ValueError("an aggregate needs exactly one of 'merge_on' or 'group_by'")
+        if self.merge_on is not None and self.metrics:
+            raise ValueError("'metrics' go with 'group_by', not with 'merge_on'")
+        for spec in self.metrics.values():
+            parse_metric(spec)
+        return self
+
+    def output_fields(self, inputs: FieldSet) -> FieldSet:
+        if self.merge_on is not None:
+            inputs.require(self.merge_on, what="'merge_on'", source="an input")
+            return inputs
+        assert self.group_by is not None
+        inputs.require(self.group_by, what="'group_by'", source="the input")
+        used = {f for _, f in map(parse_metric, self.metrics.values()) if f}
+        inputs.require(used, what="'metrics'", source="the input")
+        return FieldSet.closed([*self.group_by, *self.metrics])
+
+    def accumulator(self) -> Merger | GroupBy:
+        if self.merge_on is not None:
+            return Merger(self.merge_on, self.inputs, self.how)
+        assert self.group_by is not None
+        return GroupBy(self.group_by, self.metrics)
+
+
+class Check(Stage):
+    """A condition (a JMESPath expression that must be truthy) on records, responses or the run.
+
+    Records pass through a check unchanged, unless ``drop`` removes the failing ones.
+    A response check reads ``{status, url, elapsed_ms, headers, body}`` of each response
+    of its input fetch; a run check reads the run's counts once the run has finished.
+    """
+
+    kind: Literal["check"] = "check"
+    on: Literal["records", "responses", "run"] = "records"
+    expect: str
+    severity: Literal["error", "warn"] = "error"
+    drop: bool = False
+    description: str = ""
+
+    _expr: Expr = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _compile(self) -> Check:
+        self._expr = Expr(self.expect)
+        if self.drop and self.on != "records":
+            raise ValueError("'drop' applies to record checks only")
+        return self
+
+    @property
+    def expr(self) -> Expr:
+        return self._expr
+
+
+class Store(Stage):
+    """Upserts records into a table keyed by ``key``, in batches, one transaction each."""
+
+    kind: Literal["store"] = "store"
+    table: str = Field(pattern=IDENT_PATTERN)
+    key: list[str] = Field(min_length=1)
+    model: ClassRef | None = None
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    flush_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _one_or_many_keys(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def output_fields(self, inputs: FieldSet) -> FieldSet:
+        inputs.require(self.key, what="the store key", source="the input")
+        return FieldSet.closed(())
+
+
+AnyStage = Fetch | Transform | Aggregate | Check | Store
+STAGE_KINDS: dict[str, type[Stage]] = {
+    "fetch": Fetch,
+    "transform": Transform,
+    "aggregate": Aggregate,
+    "check": Check,
+    "store": Store,
+}

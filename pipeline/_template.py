@@ -1,0 +1,93 @@
+"""``{name}`` templates for paths, query parameters, headers and bodies.
+
+A template is parsed once at load time, so a reference to a field that a stage cannot
+provide is found before anything runs, and rendering is a join of pre-split parts.
+``{a.b}`` looks up nested values; ``{params.x}`` reads a pipeline parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import PipelineError
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
+_MISSING = object()
+
+
+def lookup(values: Mapping[str, Any], dotted: str) -> Any:
+    """Return ``values[a][b]`` for ``"a.b"``, or ``_MISSING`` when any step is absent."""
+    current: Any = values
+    for part in dotted.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return _MISSING
+        current = current[part]
+    return current
+
+
+class Template:
+    """A string with ``{field}`` holes; a string with none renders to itself at no cost."""
+
+    __slots__ = ("_parts", "fields", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        # Even positions are literal text, odd positions are field names.
+        self._parts: list[str] = _FIELD.split(source)
+        self.fields: tuple[str, ...] = tuple(self._parts[1::2])
+
+    @property
+    def is_static(self) -> bool:
+        return not self.fields
+
+    def render(self, values: Mapping[str, Any], quote: Any = str) -> str:
+        if not self.fields:
+            return self.source
+        parts = self._parts
+        out = [parts[0]]
+        for i in range(1, len(parts), 2):
+            value = lookup(values, parts[i])
+            if value is _MISSING:
+                raise PipelineError(
+                    f"template {self.source!r} needs {{{parts[i]}}}, "
+                    f"which the input does not have (it has: {', '.join(sorted(values)) or 'nothing'})"
+                )
+            out.append(quote(value))
+            out.append(parts[i + 1])
+        return "".join(out)
+
+    def render_value(self, values: Mapping[str, Any]) -> Any:
+        """Render; a template that is exactly one ``{field}`` keeps the field's type."""
+        if len(self._parts) == 3 and not self._parts[0] and not self._parts[2]:
+            value = lookup(values, self._parts[1])
+            if value is _MISSING:
+                return self.render(values)  # raises with the full message
+            return value
+        return self.render(values)
+
+    def __repr__(self) -> str:
+        return f"Template({self.source!r})"
+
+
+def render_tree(tree: Any, values: Mapping[str, Any]) -> Any:
+    """Render every string inside nested dicts and lists (for JSON bodies and params)."""
+    if isinstance(tree, str):
+        return Template(tree).render_value(values)
+    if isinstance(tree, dict):
+        return {k: render_tree(v, values) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [render_tree(v, values) for v in tree]
+    return tree
+
+
+def tree_fields(tree: Any) -> set[str]:
+    """All ``{field}`` names used anywhere inside nested dicts and lists."""
+    if isinstance(tree, str):
+        return set(Template(tree).fields)
+    if isinstance(tree, dict):
+        return set().union(*(tree_fields(v) for v in tree.values()))
+    if isinstance(tree, list):
+        return set().union(*(tree_fields(v) for v in tree))
+    return set()
