@@ -389,6 +389,8 @@ def machine_info() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "packages": versions,
         "git": _git_revision(),
+        # Other work on a 2-core machine inflates both contenders' figures; keep it on record.
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -499,7 +501,8 @@ def write_reports(
         "",
         f"Machine: {machine['nproc']} CPUs ({machine['cpu'] or 'unknown CPU'}), "
         f"Python {machine['python']}, SQLite {machine['sqlite']}, aiohttp {pkgs['aiohttp']}, "
-        f"podium {pkgs['podium'] or 'not installed'}; git {machine['git']}. "
+        f"podium {pkgs['podium'] or 'not installed'}; git {machine['git']}; "
+        f"load average at end {machine['loadavg_at_end']}. "
         f"Medians of {repeat} interleaved rounds, fresh database each; "
         "rerun = second run on the same file with changed values.",
         "",
@@ -549,14 +552,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM would otherwise end this process without running the finally blocks, orphaning the
+    # server; SIGINT is ignored in background jobs of non-interactive shells, so re-arm it too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     started = datetime.now(UTC)
     contenders = make_contenders(args.podium)
     TMP_ROOT.mkdir(parents=True, exist_ok=True)
     workdir = TMP_ROOT / f"w1-{started.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     workdir.mkdir()
     print(f"W1: {args.repeat} round(s); scratch files in {workdir.relative_to(ROOT)}")
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.2f} before starting; expect noisy figures")
     for c in contenders:
         if not c.available:
             print(f"podium: {c.status}; measuring the reference only")
@@ -607,4 +621,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as exc:
+        # The finally blocks have already stopped the server and any running contender.
+        print(f"interrupted ({exc}); nothing recorded", file=sys.stderr)
+        sys.exit(130)

@@ -30,9 +30,7 @@ class _AuthBase(BaseModel):
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, errors or the database."""
-        return [
-            v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)
-        ]
+        return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
 
 
 class BearerAuth(_AuthBase):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from connectors import Connector, connector_class
 from pipeline import ConfigError, Fetch, Pipeline, PodiumError
 
+from ._database import async_url
 from ._interpolate import interpolate
 
 DEFAULT_DATABASE_URL = "sqlite:///podium.db"
@@ -77,7 +78,11 @@ class Config:
         return out
 
     def problems(self) -> list[PodiumError]:
-        return [e for e in (*self.connectors.values(), *self.pipelines.values()) if isinstance(e, PodiumError)]
+        return [
+            e
+            for e in (*self.connectors.values(), *self.pipelines.values())
+            if isinstance(e, PodiumError)
+        ]
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -88,27 +93,29 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     resolved_top = interpolate(top_level, env, "")
     try:
         top = _TopLevel.model_validate(
-            {**resolved_top, "connectors": raw.get("connectors", {}), "pipelines": raw.get("pipelines", {})}
+            {
+                **resolved_top,
+                "connectors": raw.get("connectors", {}),
+                "pipelines": raw.get("pipelines", {}),
+            }
         )
     except ValidationError as exc:
         raise _config_error(exc, path, "") from None
-    from ._database import async_url
-
     try:
         async_url(top.database.url)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: database.url") from None
     config = Config(path, top.database, top.limits, top.scheduler)
     for name, table in top.connectors.items():
-        config.connectors[name] = _guard(lambda: _connector(name, table, env, path))
+        config.connectors[name] = _guard(_connector, name, table, env, path)
     for name, table in top.pipelines.items():
-        config.pipelines[name] = _guard(lambda: _pipeline(name, table, env, path, config))
+        config.pipelines[name] = _guard(_pipeline, name, table, env, path, config)
     return config
 
 
-def _guard(build: Any) -> Any:
+def _guard(build: Any, *args: Any) -> Any:
     try:
-        return build()
+        return build(*args)
     except PodiumError as exc:
         return exc
 
@@ -161,7 +168,9 @@ def _pipeline(
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
     if "name" in resolved:
-        raise ConfigError("unknown key 'name' (the table's name is the pipeline's name)", where=f"{path}: {where}")
+        raise ConfigError(
+            "unknown key 'name' (the table's name is the pipeline's name)", where=f"{path}: {where}"
+        )
     # The scheduler's keys live beside the stages; the daemon reads them, runs ignore them.
     resolved.pop("schedule", None)
     try:

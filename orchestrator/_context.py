@@ -68,7 +68,9 @@ class RunContext:
         logger.warning("{}: {}", kind.replace("_", " "), message)
         if len(self.events) < MAX_EVENTS_PER_RUN:
             self.events.append(
-                RunEventRow(run_id=self.run.id, stage=stage, kind=kind, message=message, detail=detail)
+                RunEventRow(
+                    run_id=self.run.id, stage=stage, kind=kind, message=message, detail=detail
+                )
             )
         else:
             self.dropped_events += 1

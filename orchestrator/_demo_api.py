@@ -45,7 +45,12 @@ def _wave(seed: float, period: float) -> float:
 
 async def cities(request: web.Request) -> web.Response:
     return web.json_response(
-        {"cities": [{"id": c[0], "name": c[1], "country": c[2], "lat": c[3], "lon": c[4]} for c in CITIES]}
+        {
+            "cities": [
+                {"id": c[0], "name": c[1], "country": c[2], "lat": c[3], "lon": c[4]}
+                for c in CITIES
+            ]
+        }
     )
 
 

@@ -50,10 +50,14 @@ class LiveProgress:
                 detail = f"{stage.records_out} records"
                 if stage.failed:
                     detail += f", [red]{stage.failed} failed[/red]"
-                total = stage.planned if stage.planned is not None else (
-                    None if not stage.finished else stage.done
+                total = (
+                    stage.planned
+                    if stage.planned is not None
+                    else (None if not stage.finished else stage.done)
                 )
-                self.progress.update(self._tasks[name], completed=stage.done, total=total, detail=detail)
+                self.progress.update(
+                    self._tasks[name], completed=stage.done, total=total, detail=detail
+                )
             else:
                 self.progress.update(
                     self._tasks[name],
@@ -79,7 +83,10 @@ def summary_table(result: RunResult) -> Table:
     duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
     style = STATUS_STYLE.get(run.status, "white")
     table = Table(
-        title=f"{run.pipeline} · run {run.id[:8]} · [{style}]{run.status}[/{style}] in {duration:.2f}s",
+        title=(
+            f"{run.pipeline} · run {run.id[:8]} · "
+            f"[{style}]{run.status}[/{style}] in {duration:.2f}s"
+        ),
         title_justify="left",
     )
     for column in ("stage", "kind", "in", "out", "requests", "failed", "rejected"):
@@ -110,8 +117,10 @@ def checks_table(checks: list[CheckResultRow]) -> Table | None:
     for column in ("check", "on", "expect", "passed", "failed", "result"):
         table.add_column(column)
     for c in checks:
-        result = "[green]ok[/green]" if c.ok else (
-            "[red]FAILED[/red]" if c.severity == "error" else "[yellow]warn[/yellow]"
+        result = (
+            "[green]ok[/green]"
+            if c.ok
+            else ("[red]FAILED[/red]" if c.severity == "error" else "[yellow]warn[/yellow]")
         )
         table.add_row(c.check, c.on, c.expect, str(c.passed), str(c.failed), result)
     return table
@@ -130,7 +139,17 @@ def events_table(events: list[RunEventRow], limit: int = 10) -> Table | None:
 
 def runs_table(runs: list[RunRow]) -> Table:
     table = Table(title="runs", title_justify="left")
-    for column in ("id", "pipeline", "trigger", "status", "started", "seconds", "requests", "stored", "error"):
+    for column in (
+        "id",
+        "pipeline",
+        "trigger",
+        "status",
+        "started",
+        "seconds",
+        "requests",
+        "stored",
+        "error",
+    ):
         table.add_column(column, overflow="fold")
     for run in runs:
         style = STATUS_STYLE.get(run.status, "white")

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 import orjson
 from loguru import logger
 
@@ -122,7 +123,7 @@ class Gateway:
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
         # aiohttp closes transports on the next loop turns; give them those turns.
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
     def connector(self, name: str) -> Connector:
         return self._channels[name].connector
@@ -148,8 +149,15 @@ class Gateway:
                 if delay > 0:
                     await anyio.sleep(delay)
             try:
-                async with channel.limiter, self._global:
-                    response = await self._send_once(channel, request)
+                await _acquire(channel.limiter)
+                try:
+                    await _acquire(self._global)
+                    try:
+                        response = await self._send_once(channel, request)
+                    finally:
+                        self._global.release()
+                finally:
+                    channel.limiter.release()
             except _TRANSIENT as exc:
                 stats.requests += 1
                 reason = _describe(exc)
@@ -219,7 +227,17 @@ class Gateway:
 
     def _failed(self, request: Request, reason: str, status: int | None = None) -> RequestFailed:
         url = self._url(request)
-        return RequestFailed(f"{request.method} failed: {self.redact(reason)}", url=url, status=status)
+        return RequestFailed(
+            f"{request.method} failed: {self.redact(reason)}", url=url, status=status
+        )
+
+
+async def _acquire(limiter: anyio.CapacityLimiter) -> None:
+    # A free slot is taken without a scheduler round trip; only a full limiter waits.
+    try:
+        limiter.acquire_nowait()
+    except anyio.WouldBlock:
+        await limiter.acquire()
 
 
 def _backoff(policy: RetryPolicy, attempt: int) -> float:

@@ -56,4 +56,6 @@ def configure_logging(
     if json:
         logger.add(_json_sink(stream if hasattr(stream, "write") else sys.stderr), level=level)  # type: ignore[arg-type]
     else:
-        logger.add(stream, level=level, format=HUMAN_FORMAT, colorize=None, backtrace=False, diagnose=False)
+        logger.add(
+            stream, level=level, format=HUMAN_FORMAT, colorize=None, backtrace=False, diagnose=False
+        )

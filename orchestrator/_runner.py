@@ -23,7 +23,7 @@ from ._context import CheckTally, RunContext
 from ._gateway import Gateway
 from ._journal import CheckResultRow, Journal, RunEventRow, RunRow, utcnow
 from ._redact import Redactor
-from ._stage_tasks import Item, Outbox, run_stage
+from ._stage_tasks import Item, Outbox, fusible, run_stage
 from ._stats import RunStats, StageStats
 
 # Batches buffered between two stages; with fetch batches of ~20-100 records this bounds
@@ -129,29 +129,59 @@ async def run_pipeline(
     return result
 
 
+def _fusion(pipeline: Pipeline) -> dict[str, tuple[str, ...]]:
+    """Chains of per-batch stages that run inside the task of the stage before them.
+
+    A transform or check whose only input has no other consumer gets its batches straight
+    from that producer's emit call: no stream, no task switch, the same results.
+    """
+    chains: dict[str, tuple[str, ...]] = {}
+    absorbed: set[str] = set()
+    for name in pipeline.order:
+        if name in absorbed:
+            continue
+        chain: list[str] = []
+        current = name
+        while True:
+            consumers = pipeline.consumers_of(current)
+            if len(consumers) != 1:
+                break
+            nxt = consumers[0]
+            if not fusible(pipeline.stage(nxt)) or len(pipeline.inputs_of(nxt)) != 1:
+                break
+            chain.append(nxt)
+            current = nxt
+        chains[name] = tuple(chain)
+        absorbed.update(chain)
+    return chains
+
+
 async def _run_stages(ctx: RunContext) -> None:
     pipeline = ctx.pipeline
+    chains = _fusion(pipeline)
     inboxes: dict[str, Any] = {}
     senders: dict[str, Any] = {}
-    for name in pipeline.order:
+    for name in chains:
         if pipeline.inputs_of(name):
             send, receive = anyio.create_memory_object_stream[Item](EDGE_BUFFER)
             senders[name], inboxes[name] = send, receive
-    outboxes: dict[str, list[Outbox]] = {
-        name: [senders[c].clone() for c in pipeline.consumers_of(name)] for name in pipeline.order
-    }
+    outboxes: dict[str, list[Outbox]] = {}
+    for name, chain in chains.items():
+        tail = chain[-1] if chain else name
+        outboxes[name] = [senders[c].clone() for c in pipeline.consumers_of(tail)]
     # The originals were only templates for the clones: close them so that each inbox ends
     # exactly when its producers do.
     for send in senders.values():
         send.close()
     async with anyio.create_task_group() as tg:
-        for name in pipeline.order:
+        for name, chain in chains.items():
             tg.start_soon(
                 run_stage,
                 ctx,
                 pipeline.stage(name),
                 inboxes.get(name),
                 outboxes[name],
+                tuple(pipeline.stage(n) for n in chain),
                 name=f"stage:{name}",
             )
 

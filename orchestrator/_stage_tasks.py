@@ -9,8 +9,8 @@ instead of letting records pile up in memory.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -33,6 +33,7 @@ from pipeline import (
     lookup,
 )
 
+from . import _streams
 from ._context import RunContext
 from ._tables import TableWriter
 
@@ -57,8 +58,8 @@ def make_emit(name: str, outboxes: list[Outbox]) -> Emit:
 
     async def emit(batch: list[Record]) -> None:
         for outbox in rest:
-            await outbox.send((name, [dict(r) for r in batch]))
-        await first.send((name, batch))
+            await _streams.send(outbox, (name, [dict(r) for r in batch]))
+        await _streams.send(first, (name, batch))
 
     return emit
 
@@ -68,31 +69,102 @@ async def _batches(ctx: RunContext, name: str, inbox: Inbox | None) -> AsyncIter
         return
     stats = ctx.stats.stages[name]
     async with inbox:
-        async for source, batch in inbox:
+        async for source, batch in _streams.drain(inbox):
             stats.records_in += len(batch)
             yield source, batch
 
 
 async def run_stage(
-    ctx: RunContext, stage: AnyStage, inbox: Inbox | None, outboxes: list[Outbox]
+    ctx: RunContext,
+    stage: AnyStage,
+    inbox: Inbox | None,
+    outboxes: list[Outbox],
+    fused: tuple[Transform | Check, ...] = (),
 ) -> None:
+    """Run one stage task; ``fused`` per-batch stages run inline on its output."""
     with logger.contextualize(stage=stage.name):
         async with AsyncExitStack() as stack:
             for outbox in outboxes:
                 await stack.enter_async_context(outbox)
-            emit = make_emit(stage.name, outboxes)
+            emit = make_emit(fused[-1].name if fused else stage.name, outboxes)
+            for step_stage in reversed(fused):
+                emit = _emit_through(ctx, step_stage, emit)
             if isinstance(stage, Fetch):
                 await _fetch(ctx, stage, inbox, emit)
-            elif isinstance(stage, Transform):
-                await _transform(ctx, stage, inbox, emit)
+            elif isinstance(stage, Transform | Check):
+                step = batch_step(ctx, stage)
+                async for _source, batch in _batches(ctx, stage.name, inbox):
+                    out = await step(batch)
+                    if out:
+                        await emit(out)
             elif isinstance(stage, Aggregate):
                 await _aggregate(ctx, stage, inbox, emit)
-            elif isinstance(stage, Check):
-                await _check(ctx, stage, inbox, emit)
             elif isinstance(stage, Store):
                 await _store(ctx, stage, inbox)
-        ctx.stats.stages[stage.name].finished = True
-        logger.debug("stage finished: {}", ctx.stats.stages[stage.name].as_dict())
+        for done in (stage, *fused):
+            ctx.stats.stages[done.name].finished = True
+            logger.debug("stage {} finished: {}", done.name, ctx.stats.stages[done.name].as_dict())
+
+
+def fusible(stage: AnyStage) -> bool:
+    """Stages that work batch by batch with no state of their own can run inline."""
+    return isinstance(stage, Transform | Check)
+
+
+def _emit_through(ctx: RunContext, stage: Transform | Check, emit: Emit) -> Emit:
+    stats = ctx.stats.stages[stage.name]
+    step = batch_step(ctx, stage)
+
+    async def emit_through(batch: list[Record]) -> None:
+        stats.records_in += len(batch)
+        out = await step(batch)
+        if out:
+            await emit(out)
+
+    return emit_through
+
+
+def batch_step(
+    ctx: RunContext, stage: Transform | Check
+) -> Callable[[list[Record]], Awaitable[list[Record]]]:
+    """The per-batch work of a transform or check stage, counted in its stats."""
+    stats = ctx.stats.stages[stage.name]
+    if isinstance(stage, Check):
+        tally = ctx.checks[stage.name]
+        observe = tally.observe
+        on_records = stage.on == "records"
+
+        async def check(batch: list[Record]) -> list[Record]:
+            if on_records:
+                if stage.drop:
+                    batch = [r for r in batch if observe(r)]
+                else:
+                    for record in batch:
+                        observe(record)
+            stats.records_out += len(batch)
+            return batch
+
+        return check
+
+    async def transform(batch: list[Record]) -> list[Record]:
+        try:
+            out, rejected = await stage.apply(batch)
+        except PodiumError:
+            raise
+        except Exception as exc:  # user code: report it as this stage's failure, in one line
+            target = f" ({getattr(stage.call, '__qualname__', stage.call)})" if stage.call else ""
+            raise StageError(
+                f"transform {stage.name!r}{target} raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if rejected:
+            before = stats.rejected
+            stats.rejected += len(rejected)
+            for record, reason in rejected[: max(0, REJECT_SAMPLES - before)]:
+                ctx.event("record_rejected", reason, stage=stage.name, record=_jsonable(record))
+        stats.records_out += len(out)
+        return out
+
+    return transform
 
 
 # -- fetch -------------------------------------------------------------------------------------
@@ -100,21 +172,14 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
     connector = ctx.gateway.connector(stage.connector)
     stats = ctx.stats.stages[stage.name]
     planned = stage.fan_out_size()
-    workers = connector.config.concurrency if planned is None else min(planned, connector.config.concurrency)
+    workers = (
+        connector.config.concurrency
+        if planned is None
+        else min(planned, connector.config.concurrency)
+    )
     workers = max(1, workers)
-    item_send, item_recv = anyio.create_memory_object_stream[dict[str, Any]](workers)
     response_checks = ctx.response_checks(stage.name)
     params = ctx.params
-
-    async def feed() -> None:
-        async with item_send:
-            if stage.inputs:
-                async for _source, batch in _batches(ctx, stage.name, inbox):
-                    for record in batch:
-                        await item_send.send(record)
-            else:
-                for item in stage.fan_out_items():
-                    await item_send.send(item)
 
     async def fetch_item(item: dict[str, Any]) -> None:
         values = {**item, "params": params} if params else item
@@ -127,7 +192,9 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
         paginator = connector.paginator(stage)
         if paginator is not None:
             request = paginator.first(request)
-        carried = {out: lookup(item, src) for out, src in stage.carry.items()} if stage.carry else None
+        carried = (
+            {out: lookup(item, src) for out, src in stage.carry.items()} if stage.carry else None
+        )
         pending: Any = request
         while pending is not None:
             stats.requests += 1
@@ -138,7 +205,9 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
                 records = connector.records(stage, response)
             except RequestFailed as exc:
                 stats.failed += 1
-                ctx.event("request_failed", exc.message, stage=stage.name, url=exc.url, status=exc.status)
+                ctx.event(
+                    "request_failed", exc.message, stage=stage.name, url=exc.url, status=exc.status
+                )
                 return
             except ResponseError as exc:
                 stats.failed += 1
@@ -154,9 +223,30 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
                 await emit(records)
             pending = paginator.next(pending, response, records) if paginator else None
 
+    async def work_through(items: Iterator[dict[str, Any]]) -> None:
+        # Workers share one iterator: taking the next item costs no scheduling.
+        for item in items:
+            await fetch_item(item)
+            stats.done += 1
+
+    if not stage.inputs:
+        items = stage.fan_out_items()
+        async with anyio.create_task_group() as tg:
+            for i in range(workers):
+                tg.start_soon(work_through, items, name=f"{stage.name}:worker-{i}")
+        return
+
+    item_send, item_recv = anyio.create_memory_object_stream[dict[str, Any]](workers)
+
+    async def feed() -> None:
+        async with item_send:
+            async for _source, batch in _batches(ctx, stage.name, inbox):
+                for record in batch:
+                    await _streams.send(item_send, record)
+
     async def work(items: ObjectReceiveStream[dict[str, Any]]) -> None:
         async with items:
-            async for item in items:
+            async for item in _streams.drain(items):
                 await fetch_item(item)
                 stats.done += 1
 
@@ -165,28 +255,6 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
         async with item_recv:
             for i in range(workers):
                 tg.start_soon(work, item_recv.clone(), name=f"{stage.name}:worker-{i}")
-
-
-# -- transform ---------------------------------------------------------------------------------
-async def _transform(ctx: RunContext, stage: Transform, inbox: Inbox | None, emit: Emit) -> None:
-    stats = ctx.stats.stages[stage.name]
-    async for _source, batch in _batches(ctx, stage.name, inbox):
-        try:
-            out, rejected = await stage.apply(batch)
-        except PodiumError:
-            raise
-        except Exception as exc:  # user code: report it as this stage's failure, in one line
-            target = f" ({getattr(stage.call, '__qualname__', stage.call)})" if stage.call else ""
-            raise StageError(
-                f"transform {stage.name!r}{target} raised {type(exc).__name__}: {exc}"
-            ) from exc
-        if rejected:
-            stats.rejected += len(rejected)
-            for record, reason in rejected[: max(0, REJECT_SAMPLES - stats.rejected + len(rejected))]:
-                ctx.event("record_rejected", reason, stage=stage.name, record=_jsonable(record))
-        stats.records_out += len(out)
-        if out:
-            await emit(out)
 
 
 # -- aggregate ---------------------------------------------------------------------------------
@@ -202,22 +270,6 @@ async def _aggregate(ctx: RunContext, stage: Aggregate, inbox: Inbox | None, emi
     stats.records_out += len(results)
     for i in range(0, len(results), AGGREGATE_CHUNK):
         await emit(results[i : i + AGGREGATE_CHUNK])
-
-
-# -- check -------------------------------------------------------------------------------------
-async def _check(ctx: RunContext, stage: Check, inbox: Inbox | None, emit: Emit) -> None:
-    stats = ctx.stats.stages[stage.name]
-    tally = ctx.checks[stage.name]
-    async for _source, batch in _batches(ctx, stage.name, inbox):
-        if stage.on == "records":
-            if stage.drop:
-                batch = [r for r in batch if tally.observe(r)]
-            else:
-                for record in batch:
-                    tally.observe(record)
-        stats.records_out += len(batch)
-        if batch:
-            await emit(batch)
 
 
 # -- store -------------------------------------------------------------------------------------
@@ -265,4 +317,7 @@ async def _store(ctx: RunContext, stage: Store, inbox: Inbox | None) -> None:
 
 
 def _jsonable(record: Record) -> dict[str, Any]:
-    return {k: v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in record.items()}
+    return {
+        k: v if isinstance(v, str | int | float | bool | type(None)) else str(v)
+        for k, v in record.items()
+    }

@@ -82,7 +82,9 @@ class TableWriter:
                 sql, to_tuple = self._statement(table, columns)
                 await conn.exec_driver_sql(sql, [to_tuple(r) for r in rows])
         except SQLAlchemyError as exc:
-            raise store_error(exc, f"writing {len(rows)} rows to table {self.table_name!r}") from None
+            raise store_error(
+                exc, f"writing {len(rows)} rows to table {self.table_name!r}"
+            ) from None
         return len(rows)
 
     async def _prepare(self, conn: AsyncConnection, rows: list[Record]) -> sa.Table:
@@ -102,25 +104,24 @@ class TableWriter:
         existing = await conn.run_sync(lambda sync: sa.inspect(sync).has_table(name))
         metadata = sa.MetaData()
         if existing:
-            table = await conn.run_sync(
-                lambda sync: sa.Table(name, metadata, autoload_with=sync)
-            )
+            table = await conn.run_sync(lambda sync: sa.Table(name, metadata, autoload_with=sync))
             self._check_key_is_unique(table)
             return table
         columns: dict[str, None] = dict.fromkeys(self.keys)
         for row in rows:
             columns.update(dict.fromkeys(row))
-        table = sa.Table(
-            name,
-            metadata,
-            *(
-                sa.Column(c, infer_type(_first_value(rows, c)), primary_key=c in self.keys)
-                for c in columns
-            ),
-        )
+        table = sa.Table(name, metadata, *(self._new_column(c, rows) for c in columns))
         await conn.run_sync(lambda sync: table.create(sync, checkfirst=True))
         logger.info("created table {} with columns {}", name, ", ".join(columns))
         return table
+
+    def _new_column(self, name: str, rows: list[Record]) -> sa.Column[Any]:
+        type_ = infer_type(_first_value(rows, name))
+        sqlite = self.dialect.name == "sqlite"
+        if sqlite and self.keys == (name,) and isinstance(type_, sa.BigInteger):
+            # SQLite's INTEGER PRIMARY KEY is the rowid itself: no second index to maintain.
+            type_ = sa.Integer()
+        return sa.Column(name, type_, primary_key=name in self.keys, autoincrement=False)
 
     def _check_key_is_unique(self, table: sa.Table) -> None:
         missing = [k for k in self.keys if k not in table.c]
@@ -166,7 +167,7 @@ class TableWriter:
                 table.name,
                 ", ".join(fresh),
             )
-        return tuple(c for c in table.c.keys() if c in seen or c in self.keys)
+        return tuple(c.name for c in table.columns if c.name in seen or c.name in self.keys)
 
     def _statement(
         self, table: sa.Table, columns: tuple[str, ...]
@@ -196,17 +197,23 @@ class TableWriter:
     def _converter(self, column: sa.Column[Any]) -> Converter | None:
         process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
         if self.dialect.name == "sqlite" and isinstance(column.type, sa.DateTime):
-            # SQLite keeps naive text: normalise aware values to UTC first so the stored
-            # instant is right, whatever offset the API used.
-            inner = process
-
-            def to_utc(value: Any) -> Any:
-                if isinstance(value, datetime) and value.tzinfo is not None:
-                    value = value.astimezone(UTC).replace(tzinfo=None)
-                return inner(value) if inner else value
-
-            return to_utc
+            return _sqlite_datetime
         return process
+
+
+def _sqlite_datetime(value: Any) -> Any:
+    """Datetimes as SQLite text in SQLAlchemy's own layout, normalised to UTC.
+
+    SQLite has no time zone type: aware values become the UTC instant, so rows written
+    from APIs in different zones compare and sort correctly.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day).isoformat(" ", "microseconds")
+    return value
 
 
 def _tuple_builder(

@@ -90,7 +90,9 @@ async def _execute(
     unknown = sorted(set(params) - set(pipeline.params))
     if unknown:
         known = ", ".join(pipeline.params) or "none"
-        raise ConfigError(f"pipeline {name!r} has no parameter {', '.join(unknown)} (parameters: {known})")
+        raise ConfigError(
+            f"pipeline {name!r} has no parameter {', '.join(unknown)} (parameters: {known})"
+        )
     connectors = config.connectors_for(pipeline)
     stats = RunStats()
     async with open_engine(config.database.url) as engine:
@@ -130,7 +132,9 @@ def _report(result: RunResult, *, as_json: bool) -> None:
     from ._display import checks_table, events_table, result_json, summary_table
 
     if as_json:
-        sys.stdout.write(orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
     else:
         console = Console()
         console.print(summary_table(result))
@@ -179,7 +183,9 @@ def run(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="override a parameter: key=value")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="fetch and check, store nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="fetch and check, store nothing")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     log_json: Annotated[bool, typer.Option("--log-json", help="log JSON lines to stderr")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
@@ -209,7 +215,13 @@ def demo(
     with serve_demo_api() as url:
         os.environ["PODIUM_DEMO_URL"] = url
         _run_command(
-            config, pipeline, params={}, dry_run=False, as_json=as_json, log_json=False, verbose=False
+            config,
+            pipeline,
+            params={},
+            dry_run=False,
+            as_json=as_json,
+            log_json=False,
+            verbose=False,
         )
 
 

@@ -103,9 +103,7 @@ class GroupBy:
                     try:
                         acc.sum += value
                     except TypeError:
-                        raise StageError(
-                            f"{reducer}:{field} got a non-number {value!r}"
-                        ) from None
+                        raise StageError(f"{reducer}:{field} got a non-number {value!r}") from None
                     acc.n += 1
                 elif reducer == "min":
                     acc.min = value if acc.min is None or value < acc.min else acc.min

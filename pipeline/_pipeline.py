@@ -102,8 +102,10 @@ class Pipeline(BaseModel):
                     raise _at(i, stage, f"reads store stage {name!r}, which emits no records")
             if not wired and not isinstance(stage, Fetch):
                 raise _at(i, stage, "has no input: name one with 'from'")
-            if isinstance(stage, Check) and stage.on == "responses" and (
-                len(wired) != 1 or not isinstance(by_name[wired[0]], Fetch)
+            if (
+                isinstance(stage, Check)
+                and stage.on == "responses"
+                and (len(wired) != 1 or not isinstance(by_name[wired[0]], Fetch))
             ):
                 raise _at(i, stage, "a response check reads exactly one fetch stage")
             inputs[stage.name] = wired

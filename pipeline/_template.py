@@ -50,9 +50,10 @@ class Template:
         for i in range(1, len(parts), 2):
             value = lookup(values, parts[i])
             if value is _MISSING:
+                have = ", ".join(sorted(values)) or "nothing"
                 raise PipelineError(
                     f"template {self.source!r} needs {{{parts[i]}}}, "
-                    f"which the input does not have (it has: {', '.join(sorted(values)) or 'nothing'})"
+                    f"which the input does not have (it has: {have})"
                 )
             out.append(quote(value))
             out.append(parts[i + 1])

@@ -41,7 +41,9 @@ def _coerce_op(coerce: dict[str, str]) -> RecordOp:
                 try:
                     record[field] = convert(value)
                 except (TypeError, ValueError, OverflowError):
-                    raise RejectRecord(f"field {field!r}: cannot coerce {value!r} to {kind}") from None
+                    raise RejectRecord(
+                        f"field {field!r}: cannot coerce {value!r} to {kind}"
+                    ) from None
         return record
 
     return op
