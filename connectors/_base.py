@@ -12,6 +12,7 @@ and a ``Config`` model to add a new API source.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -128,6 +129,6 @@ class Connector:
 
 
 def _quote_path(value: Any) -> str:
-    from urllib.parse import quote
-
+    if isinstance(value, int):
+        return str(value)
     return quote(str(value), safe="")

@@ -1,9 +1,9 @@
 """The orchestrator: runs pipelines — sessions, fan-out, limits, retries, storage, journal."""
 
 from ._config import Config, DatabaseConfig, LimitsConfig, load_config
-from ._database import open_engine
+from ._database import Database, open_database
 from ._gateway import Gateway
-from ._journal import CheckResultRow, DuplicateFire, Journal, RunEventRow, RunRow, StateRow
+from ._journal import CheckResultRow, DuplicateFire, Journal, RunEventRow, RunRow
 from ._logging import configure_logging
 from ._redact import Redactor
 from ._run import run
@@ -14,6 +14,7 @@ __all__ = [
     "CheckResultRow",
     "Config",
     "ConnectorStats",
+    "Database",
     "DatabaseConfig",
     "DuplicateFire",
     "Gateway",
@@ -25,10 +26,9 @@ __all__ = [
     "RunRow",
     "RunStats",
     "StageStats",
-    "StateRow",
     "configure_logging",
     "load_config",
-    "open_engine",
+    "open_database",
     "run",
     "run_pipeline",
 ]

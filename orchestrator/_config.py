@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from connectors import Connector, connector_class
 from pipeline import ConfigError, Fetch, Pipeline, PodiumError
 
-from ._database import async_url
+from ._database import engine_url
 from ._interpolate import interpolate
 
 DEFAULT_DATABASE_URL = "sqlite:///podium.db"
@@ -102,7 +102,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except ValidationError as exc:
         raise _config_error(exc, path, "") from None
     try:
-        async_url(top.database.url)
+        engine_url(top.database.url)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: database.url") from None
     config = Config(path, top.database, top.limits, top.scheduler)

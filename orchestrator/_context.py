@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pipeline import Check, Pipeline, truthy
 
+from ._database import Database
 from ._gateway import Gateway
 from ._journal import MAX_EVENTS_PER_RUN, CheckResultRow, RunEventRow, RunRow
 from ._stats import RunStats
@@ -55,7 +55,7 @@ class RunContext:
     pipeline: Pipeline
     stats: RunStats
     gateway: Gateway
-    engine: AsyncEngine
+    database: Database
     params: dict[str, Any]
     dry_run: bool
     checks: dict[str, CheckTally] = field(default_factory=dict)

@@ -8,7 +8,7 @@ from connectors import Connector
 from pipeline import Pipeline
 
 from ._config import DEFAULT_DATABASE_URL
-from ._database import open_engine
+from ._database import open_database
 from ._runner import RunResult, run_pipeline
 
 
@@ -24,11 +24,11 @@ async def run(
     """Run a pipeline once against ``database`` and return its recorded result."""
     if isinstance(connectors, list):
         connectors = {c.name: c for c in connectors}
-    async with open_engine(database) as engine:
+    async with open_database(database) as db:
         return await run_pipeline(
             pipeline,
             connectors=connectors,
-            engine=engine,
+            database=db,
             concurrency=concurrency,
             params=params,
             dry_run=dry_run,

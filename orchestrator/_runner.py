@@ -14,12 +14,12 @@ from typing import Any
 
 import anyio
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from connectors import Connector
 from pipeline import Check, Pipeline, PodiumError
 
 from ._context import CheckTally, RunContext
+from ._database import Database
 from ._gateway import Gateway
 from ._journal import CheckResultRow, Journal, RunEventRow, RunRow, utcnow
 from ._redact import Redactor
@@ -55,7 +55,7 @@ async def run_pipeline(
     pipeline: Pipeline,
     *,
     connectors: dict[str, Connector],
-    engine: AsyncEngine,
+    database: Database,
     concurrency: int = 64,
     params: dict[str, Any] | None = None,
     trigger: str = "cli",
@@ -77,8 +77,7 @@ async def run_pipeline(
         stats.stages[stage.name] = StageStats(
             kind=stage.kind, planned=getattr(stage, "fan_out_size", lambda: None)()
         )
-    journal = Journal(engine)
-    await journal.create_tables()
+    journal = Journal(database)
     run = RunRow(
         id=run_id or new_run_id(),
         pipeline=pipeline.name,
@@ -94,7 +93,7 @@ async def run_pipeline(
         stats=stats,
         redactor=redactor,
     )
-    ctx = RunContext(run, pipeline, stats, gateway, engine, merged_params, dry_run)
+    ctx = RunContext(run, pipeline, stats, gateway, database, merged_params, dry_run)
     for stage in pipeline.stages:
         if isinstance(stage, Check):
             ctx.checks[stage.name] = CheckTally(stage)

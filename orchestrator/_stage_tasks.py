@@ -275,7 +275,7 @@ async def _aggregate(ctx: RunContext, stage: Aggregate, inbox: Inbox | None, emi
 # -- store -------------------------------------------------------------------------------------
 async def _store(ctx: RunContext, stage: Store, inbox: Inbox | None) -> None:
     stats = ctx.stats.stages[stage.name]
-    writer = TableWriter(ctx.engine, stage)
+    writer = TableWriter(ctx.database, stage)
     keys = stage.key
     buffer: list[Record] = []
     last_flush = time.monotonic()

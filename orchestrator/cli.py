@@ -22,7 +22,7 @@ from connectors import known_kinds
 from pipeline import ConfigError, PipelineError, PluginError, PodiumError, RunNotFound
 
 from ._config import Config, load_config
-from ._database import open_engine
+from ._database import open_database
 from ._journal import Journal
 from ._logging import configure_logging
 from ._runner import RunResult, run_pipeline
@@ -95,12 +95,12 @@ async def _execute(
         )
     connectors = config.connectors_for(pipeline)
     stats = RunStats()
-    async with open_engine(config.database.url) as engine:
+    async with open_database(config.database.url) as database:
         if console is None:
             return await run_pipeline(
                 pipeline,
                 connectors=connectors,
-                engine=engine,
+                database=database,
                 concurrency=config.limits.concurrency,
                 params=params,
                 dry_run=dry_run,
@@ -116,7 +116,7 @@ async def _execute(
                 result = await run_pipeline(
                     pipeline,
                     connectors=connectors,
-                    engine=engine,
+                    database=database,
                     concurrency=config.limits.concurrency,
                     params=params,
                     dry_run=dry_run,
@@ -293,9 +293,8 @@ def runs(
     loaded = load_config(config)
 
     async def fetch() -> Any:
-        async with open_engine(loaded.database.url) as engine:
-            journal = Journal(engine)
-            await journal.create_tables()
+        async with open_database(loaded.database.url) as database:
+            journal = Journal(database)
             return await journal.runs(pipeline, limit)
 
     Console().print(runs_table(anyio.run(fetch, backend="asyncio")))
@@ -314,9 +313,8 @@ def show(
     loaded = load_config(config)
 
     async def fetch() -> Any:
-        async with open_engine(loaded.database.url) as engine:
-            journal = Journal(engine)
-            await journal.create_tables()
+        async with open_database(loaded.database.url) as database:
+            journal = Journal(database)
             return await journal.run(run_id)
 
     run, events, checks = anyio.run(fetch, backend="asyncio")
