@@ -17,7 +17,7 @@ from ._stats import RunStats
 SAMPLES_PER_CHECK = 5
 
 
-@dataclass(slots=True)
+@dataclass
 class CheckTally:
     """Pass/fail counts of one check over a run, with a few failing samples."""
 
@@ -26,8 +26,11 @@ class CheckTally:
     failed: int = 0
     samples: list[Any] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self._search = self.check.expr.search
+
     def observe(self, data: Any) -> bool:
-        if truthy(self.check.expr.search(data)):
+        if truthy(self._search(data)):
             self.passed += 1
             return True
         self.failed += 1

@@ -11,12 +11,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import orjson
 import typer
-from rich.console import Console
 
 from connectors import known_kinds
 from pipeline import ConfigError, PipelineError, PluginError, PodiumError, RunNotFound
@@ -27,6 +26,9 @@ from ._journal import Journal
 from ._logging import configure_logging
 from ._runner import RunResult, run_pipeline
 from ._stats import RunStats
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="podium",
@@ -44,8 +46,15 @@ ConfigOption = Annotated[
 DEFAULT_CONFIG = Path("config.toml")
 
 
+def _console(*, stderr: bool = False) -> Console:
+    # rich is imported on first use: a --json run never needs it.
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=stderr)
+
+
 def _err_console() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+    return _console(stderr=True)
 
 
 def user_errors(fn: F) -> F:
@@ -136,7 +145,7 @@ def _report(result: RunResult, *, as_json: bool) -> None:
             orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode() + "\n"
         )
     else:
-        console = Console()
+        console = _console()
         console.print(summary_table(result))
         for table in (checks_table(result.checks), events_table(result.events)):
             if table is not None:
@@ -159,7 +168,7 @@ def _run_command(
 ) -> None:
     configure_logging(level="DEBUG" if verbose else "WARNING" if as_json else "INFO", json=log_json)
     config = load_config(config_path)
-    err = Console(stderr=True)
+    err = _console(stderr=True)
     show_progress = err.is_terminal and not as_json and not log_json
     result = anyio.run(
         functools.partial(
@@ -277,7 +286,7 @@ def pipelines(config: ConfigOption = DEFAULT_CONFIG) -> None:
             continue
         chain = " → ".join(f"{s.name}({s.kind})" for s in entry.stages)
         table.add_row(name, chain, ", ".join(sorted(entry.connectors())), entry.description)
-    Console().print(table)
+    _console().print(table)
 
 
 @app.command()
@@ -297,7 +306,7 @@ def runs(
             journal = Journal(database)
             return await journal.runs(pipeline, limit)
 
-    Console().print(runs_table(anyio.run(fetch, backend="asyncio")))
+    _console().print(runs_table(anyio.run(fetch, backend="asyncio")))
 
 
 @app.command()
@@ -326,7 +335,7 @@ def show(
         }
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    console = Console()
+    console = _console()
     console.print(runs_table([run]))
     console.print_json(orjson.dumps(run.stages).decode())
     for table in (checks_table(checks), events_table(events, limit=50)):
@@ -354,7 +363,7 @@ def list_connectors() -> None:
             continue
         fields = ", ".join(cls.Config.model_fields)
         table.add_row(kind, cls.__module__.split(".")[0], fields)
-    Console().print(table)
+    _console().print(table)
 
 
 def main() -> None:

@@ -37,6 +37,9 @@ def _to_int(value: Any) -> int:
 
 def _to_datetime(value: Any) -> datetime:
     """ISO 8601 text (``Z`` accepted) or epoch seconds; naive results are taken as UTC."""
+    if value.__class__ is str:  # the common case first: this runs once per record
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, int | float) and not isinstance(value, bool):

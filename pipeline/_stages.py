@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._aggregate import GroupBy, Merger, parse_metric
 from ._coerce import CoerceName
@@ -70,9 +71,6 @@ class Fetch(Stage):
     carry: dict[str, str] = Field(default_factory=dict)
     paginate: dict[str, Any] | None = None
 
-    _records: Expr | None = PrivateAttr(default=None)
-    _path: Template = PrivateAttr()
-
     @field_validator("carry", mode="before")
     @classmethod
     def _carry_list(cls, value: Any) -> Any:
@@ -82,25 +80,26 @@ class Fetch(Stage):
     def _compile(self) -> Fetch:
         if self.for_each is not None and self.inputs:
             raise ValueError("use either 'for_each' or 'from', not both")
-        self._path = Template(self.path)
-        self._records = Expr(self.records) if self.records else None
+        # Compiled once here, so mistakes surface at load time; cached_property keeps the
+        # results as plain attributes, which the per-request path reads cheaply.
+        _ = self.path_template, self.records_expr
         return self
 
     def default_inputs(self, previous: str | None) -> tuple[str, ...]:
         # A fetch is a source unless it says what it fans out over.
         return ()
 
-    @property
+    @cached_property
     def path_template(self) -> Template:
-        return self._path
+        return Template(self.path)
 
-    @property
+    @cached_property
     def records_expr(self) -> Expr | None:
-        return self._records
+        return Expr(self.records) if self.records else None
 
     def template_fields(self) -> set[str]:
         return (
-            set(self._path.fields)
+            set(self.path_template.fields)
             | tree_fields(self.params)
             | tree_fields(self.headers)
             | tree_fields(self.body)
@@ -161,12 +160,16 @@ class Transform(Stage):
     drop: list[str] = Field(default_factory=list)
     select: list[str] | None = None
 
-    _ops: Callable[[list[Record]], tuple[list[Record], list[Rejection]]] | None = PrivateAttr(None)
-    _is_async: bool = PrivateAttr(False)
-
     @model_validator(mode="after")
     def _compile(self) -> Transform:
-        self._ops = compile_ops(
+        if self.ops is None and self.call is None:
+            raise ValueError("a transform needs 'call' or at least one operation")
+        return self
+
+    @cached_property
+    def ops(self) -> Callable[[list[Record]], tuple[list[Record], list[Rejection]]] | None:
+        """The built-in operations as one batch function (None when there are none)."""
+        return compile_ops(
             compute={f: Expr(src) for f, src in self.compute.items()},
             coerce=dict(self.coerce),
             filter_=Expr(self.filter) if self.filter else None,
@@ -174,10 +177,10 @@ class Transform(Stage):
             drop=list(self.drop),
             select=list(self.select) if self.select is not None else None,
         )
-        if self._ops is None and self.call is None:
-            raise ValueError("a transform needs 'call' or at least one operation")
-        self._is_async = self.call is not None and inspect.iscoroutinefunction(self.call)
-        return self
+
+    @cached_property
+    def _is_async(self) -> bool:
+        return self.call is not None and inspect.iscoroutinefunction(self.call)
 
     def output_fields(self, inputs: FieldSet) -> FieldSet:
         fields = FieldSet.unknown() if self.call is not None else inputs
@@ -194,9 +197,10 @@ class Transform(Stage):
         """Run the callable (if any), then the built-in operations, on one batch."""
         if self.call is not None:
             batch = await self._call(batch)
-        if self._ops is None:
+        ops = self.ops
+        if ops is None:
             return batch, []
-        return self._ops(batch)
+        return ops(batch)
 
     async def _call(self, batch: list[Record]) -> list[Record]:
         fn = self.call
@@ -276,18 +280,16 @@ class Check(Stage):
     drop: bool = False
     description: str = ""
 
-    _expr: Expr = PrivateAttr()
-
     @model_validator(mode="after")
     def _compile(self) -> Check:
-        self._expr = Expr(self.expect)
+        _ = self.expr
         if self.drop and self.on != "records":
             raise ValueError("'drop' applies to record checks only")
         return self
 
-    @property
+    @cached_property
     def expr(self) -> Expr:
-        return self._expr
+        return Expr(self.expect)
 
 
 class Store(Stage):
