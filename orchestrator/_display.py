@@ -139,18 +139,14 @@ def events_table(events: list[RunEventRow], limit: int = 10) -> Table | None:
 
 def runs_table(runs: list[RunRow]) -> Table:
     table = Table(title="runs", title_justify="left")
-    for column in (
-        "id",
-        "pipeline",
-        "trigger",
-        "status",
-        "started",
-        "seconds",
-        "requests",
-        "stored",
-        "error",
-    ):
-        table.add_column(column, overflow="fold")
+    table.add_column("id", no_wrap=True)
+    table.add_column("pipeline", no_wrap=True)
+    table.add_column("trigger", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
+    for column in ("s", "requests", "stored"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold", min_width=12)
     for run in runs:
         style = STATUS_STYLE.get(run.status, "white")
         seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
@@ -159,8 +155,8 @@ def runs_table(runs: list[RunRow]) -> Table:
             run.pipeline,
             run.trigger,
             f"[{style}]{run.status}[/{style}]",
-            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{seconds:.2f}" if seconds is not None else "",
+            run.started_at.strftime("%m-%d %H:%M:%S"),
+            f"{seconds:.1f}" if seconds is not None else "",
             str(run.requests),
             str(run.stored),
             run.error or "",

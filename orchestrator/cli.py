@@ -368,3 +368,7 @@ def list_connectors() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

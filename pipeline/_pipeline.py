@@ -171,7 +171,7 @@ def _topological(stages: list[AnyStage], inputs: dict[str, tuple[str, ...]]) -> 
         ready = [name for name, needs in pending.items() if not needs]
         if not ready:
             cycle = " → ".join(sorted(pending))
-            raise PipelineError(f"stages form a cycle: {cycle}", where="stages")
+            raise PipelineError(f"stages form a cycle: {cycle}")
         for name in ready:
             del pending[name]
             order.append(name)

@@ -1,0 +1,153 @@
+"""Every kind of broken configuration gives one clear line naming what and where, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+BASE = """
+[database]
+url = "sqlite:///{db}"
+
+[connectors.api]
+kind = "http"
+base_url = "http://127.0.0.1:9"
+{connector_extra}
+
+[pipelines.p]
+{pipeline_extra}
+
+[[pipelines.p.stages]]
+name = "get"
+kind = "fetch"
+connector = "api"
+path = "/items"
+{fetch_extra}
+
+[[pipelines.p.stages]]
+name = "save"
+kind = "store"
+table = "items"
+key = ["id"]
+"""
+
+
+def config(tmp_path: Path, **parts: str) -> str:
+    values = {"connector_extra": "", "pipeline_extra": "", "fetch_extra": ""} | parts
+    return BASE.format(db=tmp_path / "t.db", **values)
+
+
+def replace(old: str, new: str) -> object:
+    return lambda tmp_path: config(tmp_path).replace(old, new, 1)
+
+
+CASES: list[tuple[str, object, list[str], str]] = [
+    # (case id, config text or builder, extra CLI args, expected text in the error line)
+    ("invalid TOML", lambda t: "[connectors.api\nkind = 'http'", [], "invalid TOML"),
+    ("unknown top-level key", lambda t: config(t) + "\n[databse]\nurl = 'x'\n", [],
+     "databse: unknown key 'databse'"),
+    ("unknown connector key", lambda t: config(t, connector_extra='base_ur = "x"'), [],
+     "connectors.api.base_ur: unknown key 'base_ur'"),
+    ("missing env var", lambda t: config(
+        t, connector_extra='auth = { type = "bearer", token = "${PODIUM_TEST_NOPE}" }'), [],
+     "connectors.api.auth.token: environment variable PODIUM_TEST_NOPE is not set"),
+    ("unknown connector kind", replace('kind = "http"', 'kind = "htp"'), [],
+     "unknown connector kind 'htp' (known: http"),
+    ("unknown connector in stage", replace('connector = "api"', 'connector = "apx"'), [],
+     "unknown connector 'apx' (connectors: api)"),
+    ("unknown stage kind", replace('kind = "fetch"', 'kind = "fetchh"'), [],
+     "pipelines.p.stages[0]: needs 'kind'"),
+    ("unknown stage key", lambda t: config(t, fetch_extra='pth = "/x"'), [],
+     "pipelines.p.stages[0].pth: unknown key 'pth'"),
+    ("stage reads unknown stage", lambda t: config(t) + '\n[[pipelines.p.stages]]\n'
+     'name = "t"\nkind = "transform"\nfrom = "nope"\nselect = ["id"]\n', [],
+     "stages[2] (t): reads unknown stage 'nope'"),
+    ("cycle", lambda t: config(t) + '\n[[pipelines.p.stages]]\nname = "a"\nkind = "transform"\n'
+     'from = "b"\nselect = ["id"]\n[[pipelines.p.stages]]\nname = "b"\nkind = "transform"\n'
+     'from = "a"\nselect = ["id"]\n', [], "stages form a cycle: a → b"),
+    ("store key not produced", lambda t: config(t).replace(
+        '[[pipelines.p.stages]]\nname = "save"',
+        '[[pipelines.p.stages]]\nname = "pick"\nkind = "transform"\nselect = ["name"]\n\n'
+        '[[pipelines.p.stages]]\nname = "save"'), [],
+     "stages[2] (save): the store key uses field 'id', which the input does not produce"),
+    ("invalid JMESPath", lambda t: config(t, fetch_extra='records = "items[?"'), [],
+     "invalid JMESPath expression 'items[?'"),
+    ("callable that does not import", lambda t: config(t) + '\n[[pipelines.p.stages]]\n'
+     'name = "t"\nkind = "transform"\nfrom = "get"\ncall = "no_such_module_x:fn"\n', [],
+     "cannot import 'no_such_module_x'"),
+    ("concurrency out of range", lambda t: config(t, connector_extra="concurrency = 0"), [],
+     "connectors.api.concurrency: Input should be greater than or equal to 1"),
+    ("wrong value type", lambda t: config(t, connector_extra='timeout = "fast"'), [],
+     "connectors.api.timeout: Input should be a valid number"),
+    ("unsupported database", replace('url = "sqlite:///', 'url = "mysql:///'), [],
+     "database.url: unsupported database 'mysql'"),
+    ("unknown paginator", lambda t: config(t, fetch_extra='paginate = { type = "pages" }'), [],
+     "paginate"),
+    ("duplicate stage name", replace('name = "save"', 'name = "get"'), [],
+     "duplicate stage name 'get'"),
+    ("template field not provided", lambda t: config(
+        t, fetch_extra='for_each = [1, 2]\nas = "page"').replace('path = "/items"',
+                                                               'path = "/items/{pg}"'), [],
+     "a request template uses field 'pg'"),
+    ("unknown coercion", lambda t: config(t).replace(
+        '[[pipelines.p.stages]]\nname = "save"',
+        '[[pipelines.p.stages]]\nname = "c"\nkind = "transform"\ncoerce = { id = "decimal" }\n\n'
+        '[[pipelines.p.stages]]\nname = "save"'), [], "coerce.id: Input should be"),
+    ("unknown auth type", lambda t: config(
+        t, connector_extra='auth = { type = "kerberos" }'), [], "connectors.api.auth"),
+    ("unknown pipeline", lambda t: config(t), ["--override-pipeline", "nope"],
+     "no pipeline 'nope'"),
+    ("bad --param", lambda t: config(t), ["--param", "oops"], "--param expects key=value"),
+    ("unknown --param", lambda t: config(t), ["--param", "x=1"],
+     "pipeline 'p' has no parameter x (parameters: none)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "text", "args", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_broken_config_gives_one_line_and_exit_2(
+    tmp_path: Path, case: str, text: object, args: list[str], expected: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text(tmp_path), encoding="utf-8")  # type: ignore[operator]
+    pipeline = "p"
+    if args[:1] == ["--override-pipeline"]:
+        pipeline, args = args[1], args[2:]
+    result = CliRunner().invoke(app, ["run", pipeline, "--config", str(path), *args])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.stdout)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("podium: error: "), lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert expected in lines[0], lines[0]
+    if case not in ("bad --param", "unknown --param", "unknown pipeline"):
+        assert str(path) in lines[0], "the line names the file"
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "p", "--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"podium: error: config file not found: {tmp_path}/nope.toml"
+
+
+def test_a_broken_connector_does_not_break_other_pipelines(tmp_path: Path) -> None:
+    """A missing env var in one connector only fails the pipelines that use it."""
+    text = config(tmp_path) + (
+        '\n[connectors.broken]\nkind = "http"\n'
+        'auth = { type = "bearer", token = "${PODIUM_TEST_NOPE}" }\n'
+        '\n[pipelines.other]\n[[pipelines.other.stages]]\nname = "g"\nkind = "fetch"\n'
+        'connector = "broken"\n'
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    ok = CliRunner().invoke(app, ["validate", "p", "--config", str(path)])
+    assert ok.exit_code == 0, ok.stderr
+    bad = CliRunner().invoke(app, ["validate", "other", "--config", str(path)])
+    assert bad.exit_code == 2
+    assert "PODIUM_TEST_NOPE" in bad.stderr
+    everything = CliRunner().invoke(app, ["validate", "--config", str(path)])
+    assert everything.exit_code == 2
+    assert "connectors.broken.auth.token" in everything.stderr
