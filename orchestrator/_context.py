@@ -11,6 +11,7 @@ from pipeline import Check, Pipeline, truthy
 
 from ._database import Database
 from ._gateway import Gateway
+from ._incremental import CursorTracker
 from ._journal import MAX_EVENTS_PER_RUN, CheckResultRow, RunEventRow, RunRow
 from ._stats import RunStats
 
@@ -41,8 +42,8 @@ class CheckTally:
     def row(self, run_id: str) -> CheckResultRow:
         return CheckResultRow(
             run_id=run_id,
-            check=self.check.name,
-            on=self.check.on,
+            name=self.check.name,
+            target=self.check.on,
             expect=self.check.expect,
             severity=self.check.severity,
             passed=self.passed,
@@ -64,6 +65,8 @@ class RunContext:
     checks: dict[str, CheckTally] = field(default_factory=dict)
     events: list[RunEventRow] = field(default_factory=list)
     dropped_events: int = 0
+    # Incremental fetches' high-water marks, by fetch stage name.
+    cursors: dict[str, CursorTracker] = field(default_factory=dict)
 
     def event(self, kind: str, message: str, *, stage: str | None = None, **detail: Any) -> None:
         """Record something that went wrong but did not stop the run."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -122,7 +123,7 @@ def checks_table(checks: list[CheckResultRow]) -> Table | None:
             if c.ok
             else ("[red]FAILED[/red]" if c.severity == "error" else "[yellow]warn[/yellow]")
         )
-        table.add_row(c.check, c.on, c.expect, str(c.passed), str(c.failed), result)
+        table.add_row(c.name, c.target, c.expect, str(c.passed), str(c.failed), result)
     return table
 
 
@@ -138,22 +139,20 @@ def events_table(events: list[RunEventRow], limit: int = 10) -> Table | None:
 
 
 def runs_table(runs: list[RunRow]) -> Table:
-    table = Table(title="runs", title_justify="left")
+    table = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("id", no_wrap=True)
     table.add_column("pipeline", no_wrap=True)
-    table.add_column("trigger", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("started (UTC)", no_wrap=True)
-    for column in ("s", "requests", "stored"):
+    for column in ("secs", "reqs", "stored"):
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("error", overflow="fold", min_width=12)
+    table.add_column("error", overflow="fold")
     for run in runs:
         style = STATUS_STYLE.get(run.status, "white")
         seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
         table.add_row(
             run.id[:8],
             run.pipeline,
-            run.trigger,
             f"[{style}]{run.status}[/{style}]",
             run.started_at.strftime("%m-%d %H:%M:%S"),
             f"{seconds:.1f}" if seconds is not None else "",
@@ -187,7 +186,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "error": run.error,
         "stages": run.stages,
         "checks": [
-            {"check": c.check, "on": c.on, "passed": c.passed, "failed": c.failed, "ok": c.ok}
+            {"check": c.name, "on": c.target, "passed": c.passed, "failed": c.failed, "ok": c.ok}
             for c in result.checks
         ],
     }

@@ -78,8 +78,9 @@ checks_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), nullable=False, index=True),
-    sa.Column("check", sa.String(200), nullable=False),
-    sa.Column("on", sa.String(16), nullable=False),
+    # "name"/"target", not the stage's "check"/"on": both are reserved words in SQL.
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(16), nullable=False),
     sa.Column("expect", sa.Text, nullable=False),
     sa.Column("severity", sa.String(8), nullable=False),
     sa.Column("passed", sa.Integer, nullable=False),
@@ -143,8 +144,8 @@ class CheckResultRow(_Row):
 
     id: int | None = None
     run_id: str
-    check: str
-    on: str
+    name: str
+    target: str
     expect: str
     severity: str
     passed: int = 0
@@ -182,20 +183,41 @@ class Journal:
             raise DuplicateFire(run.pipeline, run.scheduled_for)
 
     async def finish(
-        self, run: RunRow, events: list[RunEventRow], checks: list[CheckResultRow]
+        self,
+        run: RunRow,
+        events: list[RunEventRow],
+        checks: list[CheckResultRow],
+        state: dict[str, Any] | None = None,
     ) -> None:
+        """Complete the run's row; ``state`` values are written in the same transaction."""
         await self.db.run(
             "recording the run result",
             _finish_run,
             _row(run),
             [_row(e) for e in events],
             [_row(c) for c in checks],
+            state or {},
         )
+
+    async def state(self, pipeline: str, keys: list[str]) -> dict[str, Any]:
+        """Stored ``podium_state`` values of ``pipeline`` by key (absent keys left out)."""
+        await self.create_tables()
+        return await self.db.run("reading pipeline state", _select_state, pipeline, keys)
 
     async def runs(self, pipeline: str | None = None, limit: int = 20) -> list[RunRow]:
         await self.create_tables()
         rows = await self.db.run("reading runs", _select_runs, pipeline, limit)
         return [RunRow.model_validate(r) for r in rows]
+
+    async def last_fire(self, pipeline: str) -> datetime | None:
+        """The latest scheduled fire time recorded for ``pipeline`` (catch-up decisions)."""
+        await self.create_tables()
+        return await self.db.run("reading the last fire", _last_fire, pipeline)
+
+    async def interrupt_stale(self, trigger: str, reason: str) -> int:
+        """Mark runs of ``trigger`` still ``running`` as ``interrupted`` (a restarted node)."""
+        await self.create_tables()
+        return await self.db.run("closing stale runs", _interrupt_stale, trigger, reason)
 
     async def run(self, run_id: str) -> tuple[RunRow, list[RunEventRow], list[CheckResultRow]]:
         """A run by id or unique id prefix, with its events and check results."""
@@ -232,6 +254,7 @@ def _finish_run(
     run: dict[str, Any],
     events: list[dict[str, Any]],
     checks: list[dict[str, Any]],
+    state: dict[str, Any],
 ) -> None:
     run_id = run.pop("id")
     conn.execute(update(_RUNS).where(_RUNS.c.id == run_id).values(**run))
@@ -239,6 +262,29 @@ def _finish_run(
         conn.execute(_EVENTS.insert(), events)
     if checks:
         conn.execute(_CHECKS.insert(), checks)
+    if state:
+        # Delete then insert: one portable upsert for SQLite and PostgreSQL.
+        pipeline = run["pipeline"]
+        conn.execute(
+            state_table.delete().where(
+                (state_table.c.pipeline == pipeline) & state_table.c.key.in_(list(state))
+            )
+        )
+        now = utcnow()
+        conn.execute(
+            state_table.insert(),
+            [
+                {"pipeline": pipeline, "key": k, "value": v, "updated_at": now}
+                for k, v in state.items()
+            ],
+        )
+
+
+def _select_state(conn: Connection, pipeline: str, keys: list[str]) -> dict[str, Any]:
+    query = select(state_table.c.key, state_table.c.value).where(
+        (state_table.c.pipeline == pipeline) & state_table.c.key.in_(keys)
+    )
+    return {key: value for key, value in conn.execute(query)}
 
 
 def _select_runs(conn: Connection, pipeline: str | None, limit: int) -> list[dict[str, Any]]:
@@ -246,6 +292,20 @@ def _select_runs(conn: Connection, pipeline: str | None, limit: int) -> list[dic
     if pipeline:
         query = query.where(_RUNS.c.pipeline == pipeline)
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _last_fire(conn: Connection, pipeline: str) -> datetime | None:
+    query = select(sa.func.max(_RUNS.c.scheduled_for)).where(_RUNS.c.pipeline == pipeline)
+    value = conn.execute(query).scalar()
+    if value is not None and value.tzinfo is None:  # SQLite keeps no offset
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _interrupt_stale(conn: Connection, trigger: str, reason: str) -> int:
+    stale = (_RUNS.c.trigger == trigger) & (_RUNS.c.status == "running")
+    done = update(_RUNS).where(stale).values(status="interrupted", error=reason)
+    return conn.execute(done.values(finished_at=utcnow())).rowcount
 
 
 def _select_run(conn: Connection, run_id: str) -> list[tuple[Any, Any, Any]]:

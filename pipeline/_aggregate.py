@@ -15,17 +15,23 @@ Key = tuple[Any, ...]
 
 
 class Merger:
-    """Merges records that share a key; later inputs' fields win on conflicts."""
+    """Merges records that share a key.
+
+    On a field present in several inputs, the input listed later in ``from`` wins — decided
+    by the declared order, never by which response happened to arrive first, so a merge
+    gives the same row on every run.
+    """
 
     def __init__(self, key: list[str], inputs: tuple[str, ...], how: str) -> None:
         self._key = tuple(key)
-        self._inputs = inputs
+        self._rank = {name: i for i, name in enumerate(dict.fromkeys(inputs))}
         self._inner = how == "inner"
-        self._merged: dict[Key, Record] = {}
-        self._seen_in: dict[Key, set[str]] = {}
+        self._parts: dict[Key, list[Record | None]] = {}
 
     def add(self, source: str, batch: list[Record]) -> None:
         key_fields = self._key
+        slot = self._rank.get(source, len(self._rank) - 1)
+        width = len(self._rank)
         for record in batch:
             try:
                 key = tuple(record[f] for f in key_fields)
@@ -33,19 +39,26 @@ class Merger:
                 raise StageError(
                     f"record from {source!r} has no merge key field {exc.args[0]!r}"
                 ) from None
-            merged = self._merged.get(key)
-            if merged is None:
-                self._merged[key] = dict(record)
+            parts = self._parts.get(key)
+            if parts is None:
+                parts = self._parts[key] = [None] * width
+            existing = parts[slot]
+            if existing is None:
+                parts[slot] = record
             else:
-                merged.update(record)
-            if self._inner:
-                self._seen_in.setdefault(key, set()).add(source)
+                existing.update(record)
 
     def results(self) -> list[Record]:
-        if not self._inner:
-            return list(self._merged.values())
-        wanted = len(set(self._inputs))
-        return [r for k, r in self._merged.items() if len(self._seen_in.get(k, ())) == wanted]
+        out: list[Record] = []
+        for parts in self._parts.values():
+            if self._inner and any(p is None for p in parts):
+                continue
+            merged: Record = {}
+            for part in parts:
+                if part is not None:
+                    merged.update(part)
+            out.append(merged)
+        return out
 
 
 _REDUCERS = ("count", "sum", "min", "max", "avg")

@@ -48,9 +48,10 @@ class RequestFailed(PodiumError):
     """A request failed for good: after retries, or with a status that is not retried."""
 
     def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        # The message names the URL itself (redacted by whoever raises this).
         self.url = url
         self.status = status
-        super().__init__(message, where=url)
+        super().__init__(message)
 
 
 class ResponseError(PodiumError):
