@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 _SENSITIVE_PARAM = re.compile(
@@ -27,6 +28,16 @@ class Redactor:
         self._secrets = sorted(
             {*self._secrets, *(s for s in secrets if s and len(s) >= 3)}, key=len, reverse=True
         )
+
+    def tree(self, value: Any) -> Any:
+        """Redact every string inside nested dicts and lists (samples kept for checks)."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {k: self.tree(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.tree(v) for v in value]
+        return value
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

@@ -66,7 +66,10 @@ async def test_global_limit_caps_all_connectors_together(
     )
 
     result = await run(
-        pipeline, [client("a", base, 10), client("b", base, 10)], database=sqlite_url, concurrency=12
+        pipeline,
+        [client("a", base, 10), client("b", base, 10)],
+        database=sqlite_url,
+        concurrency=12,
     )
 
     assert result.status == "ok", result.run.error

@@ -64,7 +64,9 @@ async def test_each_connector_keeps_its_own_cookies_and_auth_under_concurrency(
     base = await serve(app)
 
     result = await run(
-        login_then_work(["a", "b"]), [connector("a", base), connector("b", base)], database=sqlite_url
+        login_then_work(["a", "b"]),
+        [connector("a", base), connector("b", base)],
+        database=sqlite_url,
     )
 
     assert result.status == "ok", result.run.error
