@@ -5,14 +5,36 @@ A connector sets up its session (headers, auth), turns a fetch into a chain of
 orchestrator does all I/O.
 """
 
-from ._auth import ApiKeyAuth, AuthConfig, AuthFlow, BasicAuth, BearerAuth
+from ._auth import (
+    AUTH_TYPES,
+    ApiKeyAuth,
+    AuthConfig,
+    AuthFlow,
+    BasicAuth,
+    BearerAuth,
+    CookieLogin,
+    Credential,
+    CredentialFlow,
+    NeedCredential,
+    OAuth2ClientCredentials,
+)
 from ._base import Connector, ConnectorConfig, RetryPolicy
 from ._http import HttpConnector
 from ._messages import Request, Response
-from ._pagination import PAGINATOR_TYPES, PaginatorConfig
-from ._registry import ENTRY_POINT_GROUP, connector_class, known_kinds, plugin_entry_points
+from ._pagination import PAGINATOR_TYPES, Paginator, PaginatorConfig
+from ._registry import (
+    COMMON_FIELDS,
+    ENTRY_POINT_GROUP,
+    KindInfo,
+    connector_class,
+    describe_kinds,
+    known_kinds,
+    plugin_entry_points,
+)
 
 __all__ = [
+    "AUTH_TYPES",
+    "COMMON_FIELDS",
     "ENTRY_POINT_GROUP",
     "PAGINATOR_TYPES",
     "ApiKeyAuth",
@@ -22,12 +44,20 @@ __all__ = [
     "BearerAuth",
     "Connector",
     "ConnectorConfig",
+    "CookieLogin",
+    "Credential",
+    "CredentialFlow",
     "HttpConnector",
+    "KindInfo",
+    "NeedCredential",
+    "OAuth2ClientCredentials",
+    "Paginator",
     "PaginatorConfig",
     "Request",
     "Response",
     "RetryPolicy",
     "connector_class",
+    "describe_kinds",
     "known_kinds",
     "plugin_entry_points",
 ]

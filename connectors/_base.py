@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pipeline import Fetch, PipelineError, Record, ResponseError, render_tree
 
-from ._auth import AuthConfig, AuthFlow, _AuthBase
+from ._auth import AuthConfig, AuthFlow, CredentialFlow, _AuthBase
 from ._messages import Request, Response
 from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage, _Paginator
 
@@ -78,6 +78,11 @@ class Connector:
             yield request
         else:
             yield from auth.flow(request)
+
+    def credential_flow(self) -> CredentialFlow | None:
+        """How the session obtains its run-time credential (a token, a login), if any."""
+        auth: _AuthBase | None = self.config.auth
+        return None if auth is None else auth.credential_flow(self.config.base_url)
 
     def secrets(self) -> list[str]:
         return self.config.auth.secrets() if self.config.auth is not None else []

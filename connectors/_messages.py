@@ -22,6 +22,9 @@ class Request:
     params: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
+    # A form-encoded body (OAuth2 token requests, login forms); ``json`` and ``form`` exclude
+    # each other.
+    form: Mapping[str, str] | None = None
 
     def with_params(self, **params: Any) -> Request:
         return replace(self, params={**self.params, **params})

@@ -4,11 +4,17 @@ A paginator never does I/O (the dlt model): ``first`` shapes the first request a
 ``next`` reads the last response and its records and returns the following request, or
 None when the chain ends. One paginator instance serves one chain.
 
+Page-number and offset paginators with ``parallel = true`` know every remaining page
+once the first response states the total: ``rest`` lists those requests and the
+orchestrator sends them concurrently, within the connector's limits. Cursor and next-URL
+chains cannot be known ahead, so they stay sequential.
+
 Configured as ``paginate = { type = "...", ... }`` on a fetch stage.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin
@@ -43,16 +49,32 @@ class _Paginator(BaseModel):
             return None
         if self.has_more is not None and not truthy(Expr(self.has_more).search(response.json())):
             return None
-        return self._advance(request, response, records)
+        return self.advance(request, response, records)
 
-    def _advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+    def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+        """The next page's request, or None; the stop rules above have already passed.
+
+        A plugin's own paginator subclasses ``Paginator`` and overrides this (and
+        ``first`` when the first request needs shaping)."""
         raise NotImplementedError
+
+    def rest(self, following: Request) -> list[Request] | None:
+        """After the first page, with ``following`` the second page's request: the requests
+        for every page after it, when they can all be known now; None to go page by page."""
+        return None
+
+    def _page_budget(self, total_pages: int) -> int:
+        return total_pages if self.max_pages is None else min(total_pages, self.max_pages)
+
+
+Paginator = _Paginator
+"""The public name of the paginator base class, for plugins."""
 
 
 class SinglePage(_Paginator):
     type: Literal["none"] = "none"
 
-    def _advance(self, request: Request, response: Response, records: list[Any]) -> None:
+    def advance(self, request: Request, response: Response, records: list[Any]) -> None:
         return None
 
 
@@ -62,7 +84,7 @@ class NextUrl(_Paginator):
     type: Literal["next_url"]
     path: str
 
-    def _advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+    def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         url = Expr(self.path).search(response.json())
         if not url:
             return None
@@ -75,7 +97,7 @@ class LinkHeader(_Paginator):
 
     type: Literal["link_header"]
 
-    def _advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+    def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         match = _LINK_NEXT.search(response.headers.get("Link", ""))
         if match is None:
             return None
@@ -83,29 +105,58 @@ class LinkHeader(_Paginator):
 
 
 class PageNumber(_Paginator):
-    """``?page=N``; stops on an empty page, at ``total_pages`` (read from any page), or max."""
+    """``?page=N``; stops on an empty page, at the total (read from any page that states
+    it: ``total_pages``, or ``total`` records of ``page_size`` each), or at max pages."""
 
     type: Literal["page_number"]
     param: str = "page"
     start: int = 1
     total_pages: str | None = None
+    total: str | None = None
+    page_size: int | None = Field(default=None, ge=1)
+    page_size_param: str | None = None
+    parallel: bool = False
 
     _page: int = PrivateAttr(0)
     _total: int | None = PrivateAttr(None)
 
+    @model_validator(mode="after")
+    def _check(self) -> PageNumber:
+        if self.total is not None and self.page_size is None:
+            raise ValueError("'total' counts records: give 'page_size' to turn it into pages")
+        if self.page_size_param is not None and self.page_size is None:
+            raise ValueError("'page_size_param' needs 'page_size'")
+        return self
+
     def first(self, request: Request) -> Request:
         self._page = self.start
+        if self.page_size_param is not None:
+            request = request.with_params(**{self.page_size_param: self.page_size})
         return request.with_params(**{self.param: self.start})
 
-    def _advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+    def _read_total(self, response: Response) -> None:
+        # The total may be stated on the first page only: a page without it keeps the last.
         if self.total_pages is not None:
             total = Expr(self.total_pages).search(response.json())
             if total is not None:
                 self._total = int(total)
+        elif self.total is not None and self.page_size is not None:
+            total = Expr(self.total).search(response.json())
+            if total is not None:
+                self._total = math.ceil(int(total) / self.page_size)
+
+    def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+        self._read_total(response)
         self._page += 1
         if self._total is not None and self._page - self.start >= self._total:
             return None
         return request.with_params(**{self.param: self._page})
+
+    def rest(self, following: Request) -> list[Request] | None:
+        if not self.parallel or self._total is None or self._pages != 1:
+            return None
+        last = self.start + self._page_budget(self._total)
+        return [following.with_params(**{self.param: p}) for p in range(self._page + 1, last)]
 
 
 class Offset(_Paginator):
@@ -116,6 +167,7 @@ class Offset(_Paginator):
     limit_param: str = "limit"
     limit: int = Field(default=100, ge=1)
     total: str | None = None
+    parallel: bool = False
 
     _offset: int = PrivateAttr(0)
     _total: int | None = PrivateAttr(None)
@@ -123,7 +175,7 @@ class Offset(_Paginator):
     def first(self, request: Request) -> Request:
         return request.with_params(**{self.offset_param: 0, self.limit_param: self.limit})
 
-    def _advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+    def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         if self.total is not None:
             total = Expr(self.total).search(response.json())
             if total is not None:
@@ -134,6 +186,13 @@ class Offset(_Paginator):
         if self._total is None and len(records) < self.limit:
             return None
         return request.with_params(**{self.offset_param: self._offset})
+
+    def rest(self, following: Request) -> list[Request] | None:
+        if not self.parallel or self._total is None or self._pages != 1:
+            return None
+        end = min(self._total, self._page_budget(math.ceil(self._total / self.limit)) * self.limit)
+        offsets = range(self._offset + self.limit, end, self.limit)
+        return [following.with_params(**{self.offset_param: o}) for o in offsets]
 
 
 class Cursor(_Paginator):
@@ -148,7 +207,7 @@ class Cursor(_Paginator):
         Expr(self.path)
         return self
 
-    def _advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+    def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         cursor = Expr(self.path).search(response.json())
         if cursor in (None, ""):
             return None

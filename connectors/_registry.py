@@ -11,11 +11,14 @@ broken package never breaks pipelines that do not use it.
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
+
+from pydantic_core import PydanticUndefined
 
 from pipeline import PluginError, import_ref
 
-from ._base import Connector
+from ._base import Connector, ConnectorConfig
 from ._http import HttpConnector
 
 ENTRY_POINT_GROUP = "podium.connectors"
@@ -56,4 +59,64 @@ def connector_class(kind: str) -> type[Connector]:
 def _checked(cls: object, kind: str) -> type[Connector]:
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
         raise PluginError(f"connector kind {kind!r} is not a podium Connector subclass")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, ConnectorConfig)):
+        raise PluginError(
+            f"connector kind {kind!r}: {cls.__qualname__}.Config must subclass ConnectorConfig"
+        )
     return cls
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """What ``podium connectors`` shows about one installed kind."""
+
+    kind: str
+    package: str
+    version: str
+    # The kind's own config keys, beyond those every connector has (COMMON_FIELDS).
+    fields: tuple[str, ...]
+    error: str | None = None
+
+
+COMMON_FIELDS = tuple(name for name in ConnectorConfig.model_fields if name != "kind")
+
+
+def describe_kinds() -> list[KindInfo]:
+    """Every installed kind, built-ins first; a plugin that fails to load says why."""
+    infos: list[KindInfo] = []
+    podium_version = _version("podium")
+    for kind, cls in BUILTINS.items():
+        infos.append(KindInfo(kind, "podium", podium_version, _own_fields(cls)))
+    for kind, ep in sorted(plugin_entry_points().items()):
+        if kind in BUILTINS:
+            continue  # a built-in always wins over a plugin of the same name
+        package = ep.dist.name if ep.dist is not None else ep.module
+        pkg_version = ep.dist.version if ep.dist is not None else "?"
+        try:
+            cls = connector_class(kind)
+        except PluginError as exc:
+            infos.append(KindInfo(kind, package, pkg_version, (), exc.message))
+            continue
+        infos.append(KindInfo(kind, package, pkg_version, _own_fields(cls)))
+    return infos
+
+
+def _own_fields(cls: type[Connector]) -> tuple[str, ...]:
+    out = []
+    for name, info in cls.Config.model_fields.items():
+        if name in ConnectorConfig.model_fields:
+            continue
+        if info.is_required():
+            out.append(f"{name} (required)")
+        elif info.default is PydanticUndefined:
+            out.append(name)
+        else:
+            out.append(f"{name} = {info.default!r}")
+    return tuple(out)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"

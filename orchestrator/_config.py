@@ -57,6 +57,8 @@ class Config:
     scheduler: dict[str, Any]
     connectors: dict[str, Connector | PodiumError] = field(default_factory=dict)
     pipelines: dict[str, Pipeline | PodiumError] = field(default_factory=dict)
+    # Each pipeline's raw ``schedule`` table (interpolated), for the daemon in jobs/.
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def pipeline(self, name: str) -> Pipeline:
         entry = self.pipelines.get(name)
@@ -172,7 +174,9 @@ def _pipeline(
             "unknown key 'name' (the table's name is the pipeline's name)", where=f"{path}: {where}"
         )
     # The scheduler's keys live beside the stages; the daemon reads them, runs ignore them.
-    resolved.pop("schedule", None)
+    schedule = resolved.pop("schedule", None)
+    if schedule is not None:
+        config.schedules[name] = schedule
     try:
         pipeline = Pipeline.model_validate({**resolved, "name": name})
     except ValidationError as exc:

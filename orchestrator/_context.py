@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ class CheckTally:
     """Pass/fail counts of one check over a run, with a few failing samples."""
 
     check: Check
+    # Samples are stored with the run: they pass through the run's redactor first.
+    redact: Callable[[Any], Any] = lambda value: value
     passed: int = 0
     failed: int = 0
     samples: list[Any] = field(default_factory=list)
@@ -36,7 +39,7 @@ class CheckTally:
             return True
         self.failed += 1
         if len(self.samples) < SAMPLES_PER_CHECK:
-            self.samples.append(data)
+            self.samples.append(self.redact(data))
         return False
 
     def row(self, run_id: str) -> CheckResultRow:

@@ -9,6 +9,10 @@ Retries cover connection errors, timeouts and the policy's statuses (429, 5xx by
 default), with exponential backoff and jitter. A ``Retry-After`` on 429/503 pauses the
 whole connector until then: the server has said it is overloaded, and every other
 request to it would meet the same answer.
+
+Auth flows that need a run-time credential (an OAuth2 token, a login cookie) share one
+per channel: the first request that needs it obtains it under the channel's lock while
+the others wait for it, so a burst of requests costs one token fetch or one login.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import anyio.lowlevel
 import orjson
 from loguru import logger
 
-from connectors import Connector, Request, Response, RetryPolicy
-from pipeline import RequestFailed
+from connectors import Connector, Credential, NeedCredential, Request, Response, RetryPolicy
+from pipeline import PluginError, PodiumError, RequestFailed, ResponseError
 
 from ._redact import Redactor
 from ._stats import ConnectorStats, RunStats
@@ -75,6 +79,13 @@ class ConnectorChannel:
         self.policy: RetryPolicy = connector.config.retry
         self.stats = stats
         self.paused_until = 0.0
+        # The session's run-time credential; obtained under auth_lock, one at a time.
+        self.credential: Credential | None = None
+        self.credential_deadline = float("inf")
+        self.auth_lock = anyio.Lock()
+        # A failed token fetch or login fails every request of the run the same way,
+        # instead of being repeated by each of them.
+        self.auth_failure: PodiumError | None = None
 
 
 class Gateway:
@@ -112,6 +123,11 @@ class Gateway:
                     json_serialize=_json_dumps,
                     raise_for_status=False,
                 )
+                # aiohttp quietly re-sends an idempotent request once when a kept-alive
+                # connection turns out closed. Podium's own retry policy covers that case,
+                # counted and with backoff; two layers would make attempts (and the
+                # limits and metrics built on them) lie.
+                session._retry_connection = False
                 await stack.enter_async_context(session)
                 stats = self._stats.connectors.setdefault(name, ConnectorStats())
                 self._channels[name] = ConnectorChannel(connector, session, stats)
@@ -132,13 +148,93 @@ class Gateway:
         """Send through the connector's auth flow; returns the final response."""
         channel = self._channels[connector_name]
         flow = channel.connector.auth_flow(request)
-        outgoing = next(flow)
-        while True:
-            response = await self._send_with_retries(channel, outgoing)
+        response: Response | None = None
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, NeedCredential):
+                    step = flow.send(await self._credential(channel, step))
+                else:
+                    outgoing = step
+                    response = await self._send_with_retries(channel, outgoing)
+                    step = flow.send(response)
+        except StopIteration:
+            pass
+        finally:
+            flow.close()
+        if response is None:
+            raise PluginError(
+                f"connector {channel.connector.name!r}: its auth flow sent no request"
+            )
+        if response.status >= 400:
+            channel.stats.failed += 1
+            raise self._failed(outgoing, f"HTTP {response.status}", response.status)
+        return response
+
+    async def _credential(self, channel: ConnectorChannel, need: NeedCredential) -> Credential:
+        """The channel's credential: the current one, or a new one obtained exactly once
+        however many requests ask at the same moment (single flight)."""
+        current = channel.credential
+        if (
+            current is not None
+            and current is not need.stale
+            and time.monotonic() < channel.credential_deadline
+        ):
+            return current
+        async with channel.auth_lock:
+            # Whoever held the lock before us may have obtained a fresh credential already.
+            current = channel.credential
+            if (
+                current is not None
+                and current is not need.stale
+                and time.monotonic() < channel.credential_deadline
+            ):
+                return current
+            if channel.auth_failure is not None:
+                raise channel.auth_failure
             try:
+                credential = await self._obtain(channel)
+            except PodiumError as exc:
+                channel.auth_failure = exc
+                raise
+            self.redact.add(credential.secrets)
+            channel.credential = credential
+            channel.credential_deadline = (
+                float("inf")
+                if credential.expires_in is None
+                else time.monotonic() + credential.expires_in
+            )
+            return credential
+
+    async def _obtain(self, channel: ConnectorChannel) -> Credential:
+        connector = channel.connector
+        flow = connector.credential_flow()
+        if flow is None:
+            raise PluginError(
+                f"connector {connector.name!r}: its auth flow asked for a credential, "
+                "but it has no credential_flow"
+            )
+        outgoing: Request | None = None
+        try:
+            outgoing = next(flow)
+            while True:
+                response = await self._send_with_retries(channel, outgoing)
+                if response.status >= 400:
+                    channel.stats.failed += 1
+                    raise self._failed(
+                        outgoing, f"credential request: HTTP {response.status}", response.status
+                    )
                 outgoing = flow.send(response)
-            except StopIteration:
-                return response
+        except StopIteration as done:
+            credential: Credential = done.value
+            return credential
+        except ResponseError as exc:
+            channel.stats.failed += 1
+            if outgoing is None:
+                raise PluginError(f"connector {connector.name!r}: {exc.message}") from None
+            raise self._failed(outgoing, f"credential request: {exc.message}") from None
+        finally:
+            flow.close()
 
     async def _send_with_retries(self, channel: ConnectorChannel, request: Request) -> Response:
         policy = channel.policy
@@ -171,11 +267,10 @@ class Gateway:
                 continue
             stats.requests += 1
             stats.statuses[response.status] += 1
-            if response.status < 400:
+            # Final answers, errors included, go back to the auth flow: a 401 may be
+            # answered with a new credential. ``send`` decides what failed.
+            if response.status < 400 or response.status not in policy.statuses:
                 return response
-            if response.status not in policy.statuses:
-                stats.failed += 1
-                raise self._failed(request, f"HTTP {response.status}", response.status)
             if attempt == policy.attempts:
                 stats.failed += 1
                 raise self._failed(
@@ -213,6 +308,7 @@ class Gateway:
             params=params,
             headers=request.headers or None,
             json=request.json,
+            data=request.form,
         ) as resp:
             body = await resp.read()
         elapsed = time.perf_counter() - started
@@ -228,7 +324,7 @@ class Gateway:
     def _failed(self, request: Request, reason: str, status: int | None = None) -> RequestFailed:
         url = self._url(request)
         return RequestFailed(
-            f"{request.method} failed: {self.redact(reason)}", url=url, status=status
+            f"{request.method} {url} failed: {self.redact(reason)}", url=url, status=status
         )
 
 

@@ -21,6 +21,7 @@ from pipeline import Check, Pipeline, PodiumError
 from ._context import CheckTally, RunContext
 from ._database import Database
 from ._gateway import Gateway
+from ._incremental import advanced_marks, load_cursors
 from ._journal import CheckResultRow, Journal, RunEventRow, RunRow, utcnow
 from ._redact import Redactor
 from ._stage_tasks import Item, Outbox, fusible, run_stage
@@ -85,6 +86,7 @@ async def run_pipeline(
         scheduled_for=scheduled_for,
         params=merged_params,
     )
+    cursors = await load_cursors(journal, pipeline)
     await journal.start(run)
     redactor = Redactor()
     gateway = Gateway(
@@ -94,9 +96,10 @@ async def run_pipeline(
         redactor=redactor,
     )
     ctx = RunContext(run, pipeline, stats, gateway, database, merged_params, dry_run)
+    ctx.cursors = cursors
     for stage in pipeline.stages:
         if isinstance(stage, Check):
-            ctx.checks[stage.name] = CheckTally(stage)
+            ctx.checks[stage.name] = CheckTally(stage, redactor.tree)
     with logger.contextualize(run_id=run.id, pipeline=pipeline.name):
         logger.info("run started ({})", trigger)
         unexpected: BaseException | None = None
@@ -215,7 +218,13 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
             )
         )
     rows = [t.row(run.id) for t in checks]
-    await journal.finish(run, ctx.events, rows)
+    # Every stage has finished, so every record is stored: incremental marks may advance.
+    marks = (
+        advanced_marks(ctx.cursors, {n: stats.stages[n].failed for n in ctx.cursors})
+        if ctx.cursors and run.status in ("ok", "partial") and not ctx.dry_run
+        else None
+    )
+    await journal.finish(run, ctx.events, rows, marks)
     duration = (run.finished_at - run.started_at).total_seconds()
     logger.info(
         "run {} in {:.2f}s: {} requests, {} stored",

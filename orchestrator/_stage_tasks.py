@@ -180,6 +180,54 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
     workers = max(1, workers)
     response_checks = ctx.response_checks(stage.name)
     params = ctx.params
+    cursor = ctx.cursors.get(stage.name)
+    since = cursor.params() if cursor is not None else None
+
+    def bad_response(exc: ResponseError, url: str) -> None:
+        stats.failed += 1
+        ctx.stats.connectors[stage.connector].failed += 1
+        url = ctx.gateway.redact(url)
+        ctx.event("bad_response", f"{url}: {exc.message}", stage=stage.name, url=url)
+
+    async def fetch_page(request: Any, carried: dict[str, Any] | None) -> Any:
+        """One request's records, emitted; returns (response, records), or None if it failed."""
+        stats.requests += 1
+        response = None
+        try:
+            response = await ctx.gateway.send(stage.connector, request)
+            for tally in response_checks:
+                tally.observe(response.as_check_data())
+            records = connector.records(stage, response)
+            if cursor is not None:
+                cursor.observe(records)
+        except RequestFailed as exc:
+            stats.failed += 1
+            ctx.event(
+                "request_failed", exc.message, stage=stage.name, url=exc.url, status=exc.status
+            )
+            return None
+        except ResponseError as exc:
+            bad_response(exc, response.url if response is not None else request.url)
+            return None
+        if carried:
+            for record in records:
+                record.update(carried)
+        stats.records_out += len(records)
+        if records:
+            await emit(records)
+        return response, records
+
+    async def fetch_pages(requests: list[Any], carried: dict[str, Any] | None) -> None:
+        # Pages known in advance, sent concurrently; the gateway's limiters bound them.
+        pages = iter(requests)
+
+        async def work_pages() -> None:
+            for request in pages:
+                await fetch_page(request, carried)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(min(len(requests), connector.config.concurrency)):
+                tg.start_soon(work_pages, name=f"{stage.name}:pages-{i}")
 
     async def fetch_item(item: dict[str, Any]) -> None:
         values = {**item, "params": params} if params else item
@@ -189,6 +237,8 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
             stats.failed += 1
             ctx.event("request_not_built", exc.message, stage=stage.name)
             return
+        if since:
+            request = request.with_params(**since)
         paginator = connector.paginator(stage)
         if paginator is not None:
             request = paginator.first(request)
@@ -197,31 +247,19 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
         )
         pending: Any = request
         while pending is not None:
-            stats.requests += 1
+            page = await fetch_page(pending, carried)
+            if page is None or paginator is None:
+                return
             try:
-                response = await ctx.gateway.send(stage.connector, pending)
-                for tally in response_checks:
-                    tally.observe(response.as_check_data())
-                records = connector.records(stage, response)
-            except RequestFailed as exc:
-                stats.failed += 1
-                ctx.event(
-                    "request_failed", exc.message, stage=stage.name, url=exc.url, status=exc.status
-                )
+                pending = paginator.next(pending, *page)
+            except ResponseError as exc:  # the page's body cannot say what comes next
+                bad_response(exc, page[0].url)
                 return
-            except ResponseError as exc:
-                stats.failed += 1
-                ctx.stats.connectors[stage.connector].failed += 1
-                url = ctx.gateway.redact(response.url)
-                ctx.event("bad_response", f"{url}: {exc.message}", stage=stage.name, url=url)
-                return
-            if carried:
-                for record in records:
-                    record.update(carried)
-            stats.records_out += len(records)
-            if records:
-                await emit(records)
-            pending = paginator.next(pending, response, records) if paginator else None
+            if pending is not None:
+                rest = paginator.rest(pending)
+                if rest is not None:
+                    await fetch_pages([pending, *rest], carried)
+                    return
 
     async def work_through(items: Iterator[dict[str, Any]]) -> None:
         # Workers share one iterator: taking the next item costs no scheduling.

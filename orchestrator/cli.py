@@ -17,7 +17,6 @@ import anyio
 import orjson
 import typer
 
-from connectors import known_kinds
 from pipeline import ConfigError, PipelineError, PluginError, PodiumError, RunNotFound
 
 from ._config import Config, load_config
@@ -343,27 +342,124 @@ def show(
             console.print(table)
 
 
-@app.command("connectors")
+connectors_app = typer.Typer(
+    help="Connector kinds: list what is installed, or start a new plugin package.",
+    add_completion=False,
+)
+app.add_typer(connectors_app, name="connectors")
+
+
+@connectors_app.callback(invoke_without_command=True)
+def connectors_main(ctx: typer.Context) -> None:
+    """List the installed connector kinds (the default), or start a plugin with `new`."""
+    if ctx.invoked_subcommand is None:
+        list_connectors()
+
+
+@connectors_app.command("list")
 @user_errors
 def list_connectors() -> None:
-    """List the connector kinds installed: built-in and from plugins."""
+    """List the connector kinds installed: kind, package, version and config fields."""
     from rich.table import Table
 
-    from connectors import PluginError as _PluginError
-    from connectors import connector_class
+    from connectors import COMMON_FIELDS, describe_kinds
 
-    table = Table(title="connector kinds", title_justify="left")
-    for column in ("kind", "source", "config fields"):
+    table = Table(
+        title="connector kinds",
+        title_justify="left",
+        caption=f"every kind also takes: {', '.join(COMMON_FIELDS)}",
+        caption_justify="left",
+    )
+    for column in ("kind", "package", "version", "config fields"):
         table.add_column(column, overflow="fold")
-    for kind in known_kinds():
-        try:
-            cls = connector_class(kind)
-        except _PluginError as exc:
-            table.add_row(kind, "[red]broken[/red]", str(exc))
-            continue
-        fields = ", ".join(cls.Config.model_fields)
-        table.add_row(kind, cls.__module__.split(".")[0], fields)
+    for info in describe_kinds():
+        if info.error is not None:
+            table.add_row(info.kind, info.package, info.version, f"[red]broken: {info.error}[/red]")
+        else:
+            table.add_row(info.kind, info.package, info.version, ", ".join(info.fields) or "-")
     _console().print(table)
+
+
+@connectors_app.command("new")
+@user_errors
+def new_connector(
+    name: Annotated[str, typer.Argument(help="the connector kind, e.g. weather-api")],
+    directory: Annotated[
+        Path, typer.Option("--dir", "-d", help="where to create the package folder")
+    ] = Path("."),
+) -> None:
+    """Write a connector plugin package: pyproject with the entry point, module, test."""
+    from ._scaffold import write_skeleton
+
+    root = write_skeleton(name, directory)
+    typer.echo(f"created {root}")
+    typer.echo(f"next: pip install -e '{root}[test]' && python -m pytest {root}")
+
+
+@app.command()
+@user_errors
+def daemon(
+    config: ConfigOption = DEFAULT_CONFIG,
+    node_id: Annotated[
+        str | None, typer.Option("--node-id", help="this node's id (default: host name)")
+    ] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="log JSON lines to stderr")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    """Fire scheduled pipelines until SIGTERM; SIGHUP (or `podium reload`) re-reads the config."""
+    from jobs import run_daemon  # the scheduler is imported by this command only
+
+    configure_logging(level="DEBUG" if verbose else "INFO", json=log_json)
+    code = anyio.run(functools.partial(run_daemon, config, node_id=node_id), backend="asyncio")
+    raise typer.Exit(code)
+
+
+@app.command()
+@user_errors
+def reload(
+    config: ConfigOption = DEFAULT_CONFIG,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="only this node")] = None,
+) -> None:
+    """Make running daemons re-read the config (sends them SIGHUP)."""
+    from jobs import reload_daemons
+
+    for info in reload_daemons(config, node_id):
+        typer.echo(f"reload sent to node {info['node_id']} (pid {info['pid']})")
+
+
+@app.command()
+@user_errors
+def status(
+    config: ConfigOption = DEFAULT_CONFIG,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="only this node")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print /status as JSON")] = False,
+) -> None:
+    """Show running daemons: schedules, next fire, last run and its outcome."""
+    from jobs import fetch_statuses
+
+    statuses = anyio.run(functools.partial(fetch_statuses, config, node_id), backend="asyncio")
+    if as_json:
+        sys.stdout.write(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    from rich.table import Table
+
+    console = _console()
+    for doc in statuses:
+        title = f"node {doc['node_id']} (pid {doc['pid']}, {doc['mode']} store)"
+        table = Table(title=title, title_justify="left")
+        for column in ("pipeline", "schedule", "next fire", "running", "last run", "outcome"):
+            table.add_column(column, overflow="fold")
+        for p in doc["pipelines"]:
+            last = p["last_run"] or {}
+            table.add_row(
+                p["name"],
+                p["schedule"],
+                p["next_fire"] or "-",
+                str(p["running"]),
+                last.get("started_at") or "-",
+                last.get("status") or "-",
+            )
+        console.print(table)
 
 
 def main() -> None:

@@ -20,7 +20,18 @@ from ._expr import Expr, truthy
 from ._fields import FieldSet
 from ._pipeline import Pipeline, RunPolicy
 from ._refs import import_ref
-from ._stages import STAGE_KINDS, Aggregate, AnyStage, Check, Fetch, Range, Stage, Store, Transform
+from ._stages import (
+    STAGE_KINDS,
+    Aggregate,
+    AnyStage,
+    Check,
+    Fetch,
+    Incremental,
+    Range,
+    Stage,
+    Store,
+    Transform,
+)
 from ._template import Template, lookup, render_tree
 from ._transform import Record, Rejection
 
@@ -34,6 +45,7 @@ __all__ = [
     "Fetch",
     "FieldSet",
     "GroupBy",
+    "Incremental",
     "Merger",
     "Pipeline",
     "PipelineError",

@@ -55,6 +55,17 @@ class Range(BaseModel):
     range: tuple[int, int] | tuple[int, int, int]
 
 
+class Incremental(BaseModel):
+    """Fetch only what is new since the last run: the highest ``cursor_field`` value stored
+    so far is sent as the request parameter ``param`` (``initial`` on the first run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A record field (``a.b`` for nested) whose values only grow: a timestamp or an id.
+    cursor_field: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+    param: str
+    initial: str | int | float | None = None
+
+
 class Fetch(Stage):
     """Requests on a connector: once, once per ``for_each`` item, or once per input record."""
 
@@ -70,6 +81,7 @@ class Fetch(Stage):
     as_: str = Field(default="value", alias="as", pattern=IDENT_PATTERN)
     carry: dict[str, str] = Field(default_factory=dict)
     paginate: dict[str, Any] | None = None
+    incremental: Incremental | None = None
 
     @field_validator("carry", mode="before")
     @classmethod

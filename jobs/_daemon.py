@@ -1,0 +1,280 @@
+"""``podium daemon``: fire scheduled pipelines until told to stop.
+
+Ownership, outermost first: the run database → the service task group (signals, HTTP
+endpoint) → the run pool's task group → the scheduler adapter. Stopping unwinds it in
+that order reversed: the scheduler stops firing, running pipelines get ``grace`` seconds,
+then they are cancelled and record ``interrupted``, then the endpoint closes, then the
+database. A second SIGTERM/SIGINT cancels everything at once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from loguru import logger
+
+from orchestrator import Database, Journal, load_config, open_database
+from pipeline import PodiumError, StoreError
+
+from ._adapter import Fire, SchedulerAdapter, lateness, missed_fire
+from ._control import runtime_dir, runtime_file, write_runtime
+from ._http import Endpoint
+from ._metrics import Metrics
+from ._models import Plan, build_plan, check_node_id, default_node_id
+from ._pool import RunPool
+
+EXIT_FORCED = 130
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, *, node_id: str | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.plan: Plan = build_plan(load_config(self.config_path))
+        settings = self.plan.settings
+        self.node_id = check_node_id(node_id or settings.node_id or default_node_id())
+        self.trigger = f"daemon:{self.node_id}"
+        self.metrics = Metrics()
+        self.started_at = datetime.now(UTC)
+        self.port: int | None = None
+        self.forced = False
+        self._stopping = anyio.Event()
+        self._reload_lock = anyio.Lock()
+        self._pool: RunPool | None = None
+        self._adapter: SchedulerAdapter | None = None
+        self._database: Database | None = None
+
+    def stop(self) -> None:
+        """Stop firing and wind down (what the first SIGTERM does)."""
+        self._stopping.set()
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> int:
+        """Run until stopped; 0 after a graceful stop, 130 after a forced one."""
+        settings = self.plan.settings
+        if settings.url is not None and self.plan.config.database.url.startswith("sqlite"):
+            logger.warning(
+                "[scheduler] url is shared but [database] url is SQLite: nodes on other "
+                "machines cannot see each other's runs, so a fire may run once per machine"
+            )
+        async with open_database(self.plan.config.database.url) as database:
+            self._database = database
+            journal = Journal(database)
+            stale = await _retry_startup(
+                journal.interrupt_stale,
+                self.trigger,
+                f"node {self.node_id!r} stopped during the run",
+            )
+            if stale:
+                logger.warning("marked {} run(s) left running by this node as interrupted", stale)
+            pool = self._pool = RunPool(database, self.trigger, self.metrics, self.plan)
+            endpoint = Endpoint(
+                settings.host,
+                settings.port,
+                status=self.status,
+                metrics=lambda: self.metrics.render(pool.running()),
+                reload=self.reload,
+            )
+            info_path = runtime_file(
+                runtime_dir(self.config_path, settings.runtime_dir), self.node_id
+            )
+            async with anyio.create_task_group() as services:
+                services.start_soon(self._signals, services.cancel_scope, name="daemon:signals")
+                self.port = await services.start(endpoint.serve, name="daemon:http")
+                write_runtime(
+                    info_path,
+                    {
+                        "pid": os.getpid(),
+                        "node_id": self.node_id,
+                        "host": settings.host,
+                        "port": self.port,
+                        "config": str(self.config_path.resolve()),
+                    },
+                )
+                try:
+                    await self._fire_until_stopped(pool, journal, task_status)
+                finally:
+                    info_path.unlink(missing_ok=True)
+                    services.cancel_scope.cancel()
+        logger.info("daemon {} stopped", self.node_id)
+        return EXIT_FORCED if self.forced else 0
+
+    async def _fire_until_stopped(self, pool: RunPool, journal: Journal, task_status: Any) -> None:
+        settings = self.plan.settings
+        async with pool.open():
+            async with SchedulerAdapter(settings, self.node_id, self._on_fire) as adapter:
+                self._adapter = adapter
+                added = await adapter.reconcile(self.plan.schedules)
+                await self._catch_up(journal, self.plan, added)
+                await adapter.start()
+                mode = "postgresql" if adapter.shared else "memory"
+                logger.info(
+                    "daemon {} firing {} schedule(s) ({} store), endpoint http://{}:{}",
+                    self.node_id,
+                    len(self.plan.schedules),
+                    mode,
+                    settings.host,
+                    self.port,
+                )
+                task_status.started(self)
+                await self._stopping.wait()
+                self._adapter = None
+            grace = self.plan.settings.grace.total_seconds()
+            if any(pool.running().values()):
+                logger.info("stopped firing; running pipelines have {:g}s to finish", grace)
+            with anyio.move_on_after(grace):
+                await pool.wait_idle()
+            pool.cancel()
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                elif not self._stopping.is_set():
+                    logger.info("{}: stopping (send it again to stop at once)", signum.name)
+                    self._stopping.set()
+                else:
+                    logger.warning("{} again: cancelling running pipelines now", signum.name)
+                    self.forced = True
+                    if self._pool is not None:
+                        self._pool.cancel()
+                    scope.cancel()
+
+    async def _on_fire(self, fire: Fire) -> None:
+        pool, schedule = self._pool, self.plan.schedules.get(fire.pipeline)
+        if pool is None or schedule is None or self._stopping.is_set():
+            return
+        late = lateness(fire)
+        if schedule.catch_up == "skip" and late > self.plan.settings.misfire_after:
+            self.metrics.skipped[fire.pipeline, "missed"] += 1
+            logger.bind(pipeline=fire.pipeline).info(
+                "missed fire {} skipped ({:.0f}s late, catch_up = skip)",
+                fire.scheduled_for.isoformat(),
+                late.total_seconds(),
+            )
+            return
+        pool.submit(fire)
+
+    async def _catch_up(self, journal: Journal, plan: Plan, added: set[str]) -> None:
+        """Run once for a fire missed while no daemon had this schedule (catch_up = once)."""
+        assert self._pool is not None
+        now = datetime.now(UTC)
+        for name in sorted(added):
+            schedule = plan.schedules[name]
+            if schedule.catch_up != "once" or schedule.paused:
+                continue
+            since = await journal.last_fire(name)
+            if since is None:
+                continue
+            missed = missed_fire(schedule, since, now)
+            if missed is not None:
+                logger.bind(pipeline=name).info("catching up the missed fire of {}", missed)
+                self._pool.submit(Fire(name, missed, now))
+
+    async def reload(self) -> bool:
+        """Re-read the config; on any mistake keep the running plan and log one line."""
+        async with self._reload_lock:
+            adapter, pool = self._adapter, self._pool
+            if adapter is None or pool is None or self._stopping.is_set():
+                return False
+            try:
+                plan = build_plan(load_config(self.config_path))
+            except PodiumError as exc:
+                self.metrics.reloads["rejected"] += 1
+                logger.error("reload rejected, the running schedules stay: {}", exc)
+                return False
+            restart_only = [
+                key
+                for key in ("url", "node_id", "host", "port", "runtime_dir")
+                if getattr(plan.settings, key) != getattr(self.plan.settings, key)
+            ]
+            if plan.config.database.url != self.plan.config.database.url:
+                restart_only.append("database.url")
+            if restart_only:
+                logger.warning("reload: {} change(s) need a restart", ", ".join(restart_only))
+            old = self.plan.schedules
+            pool.install(plan)
+            self.plan = plan
+            added = await adapter.reconcile(plan.schedules)
+            assert self._database is not None
+            await self._catch_up(Journal(self._database), plan, added)
+            changed = sum(
+                1 for n in plan.schedules.keys() & old.keys() if plan.schedules[n] != old[n]
+            )
+            self.metrics.reloads["ok"] += 1
+            logger.info(
+                "reloaded {}: {} schedule(s), {} added, {} changed, {} removed",
+                self.config_path,
+                len(plan.schedules),
+                len(plan.schedules.keys() - old.keys()),
+                changed,
+                len(old.keys() - plan.schedules.keys()),
+            )
+            return True
+
+    async def status(self) -> dict[str, Any]:
+        plan, pool, adapter = self.plan, self._pool, self._adapter
+        states = await adapter.states() if adapter is not None else {}
+        running = pool.running() if pool is not None else {}
+        pipelines = []
+        journal = Journal(self._database) if self._database is not None else None
+        for name, schedule in plan.schedules.items():
+            state = states.get(name)
+            last = await journal.runs(name, 1) if journal is not None else []
+            run = last[0] if last else None
+            pipelines.append(
+                {
+                    "name": name,
+                    "schedule": schedule.describe(),
+                    "paused": schedule.paused,
+                    "overlap": schedule.overlap,
+                    "catch_up": schedule.catch_up,
+                    "next_fire": _iso(state.next_fire if state else None),
+                    "running": running.get(name, 0),
+                    "last_run": None
+                    if run is None
+                    else {
+                        "id": run.id,
+                        "status": run.status,
+                        "scheduled_for": _iso(run.scheduled_for),
+                        "started_at": _iso(run.started_at),
+                        "finished_at": _iso(run.finished_at),
+                        "trigger": run.trigger,
+                        "stored": run.stored,
+                    },
+                }
+            )
+        return {
+            "node_id": self.node_id,
+            "pid": os.getpid(),
+            "mode": "postgresql" if plan.settings.url else "memory",
+            "started_at": _iso(self.started_at),
+            "stopping": self._stopping.is_set(),
+            "pipelines": pipelines,
+        }
+
+
+async def _retry_startup(fn: Any, *args: Any) -> Any:
+    """Nodes starting together race to create podium's tables; the loser tries again."""
+    for attempt in range(1, 6):
+        try:
+            return await fn(*args)
+        except StoreError:
+            if attempt == 5:
+                raise
+            await anyio.sleep(0.2 * attempt + random.random() * 0.3)
+    raise AssertionError("unreachable")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def run_daemon(config_path: str | Path, *, node_id: str | None = None) -> int:
+    """Build and run a daemon; configuration mistakes raise before anything starts."""
+    return await Daemon(config_path, node_id=node_id).run()

@@ -1,0 +1,169 @@
+"""The daemon's runs: one task group owns them all, and the overlap policy decides each fire.
+
+Runs live here and not in the scheduler's task group, so stopping the scheduler stops
+firing without cancelling them (APScheduler cancels its running jobs on stop). A run's
+budget is ``anyio.fail_after`` inside ``run_pipeline`` (status ``timed_out``); a
+cancelled run records ``interrupted`` before it lets go.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+from anyio.abc import TaskGroup
+from loguru import logger
+
+from orchestrator import Database, DuplicateFire, RunStats, run_pipeline
+from pipeline import Pipeline, PodiumError
+
+from ._adapter import Fire
+from ._metrics import Metrics
+from ._models import Plan
+
+
+@dataclass(slots=True)
+class _Slot:
+    running: int = 0
+    queued: Fire | None = None
+
+
+class RunPool:
+    """Starts runs for fires under each pipeline's overlap policy; owns their tasks."""
+
+    def __init__(self, database: Database, trigger: str, metrics: Metrics, plan: Plan) -> None:
+        self.database = database
+        self.trigger = trigger  # "daemon:<node id>": a restarted node finds its stale runs
+        self.metrics = metrics
+        self._slots: dict[str, _Slot] = {}
+        self._tg: TaskGroup | None = None
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._pipelines: dict[str, Pipeline] = {}
+        self.plan = plan
+        self.install(plan)
+
+    def install(self, plan: Plan) -> None:
+        """Use ``plan`` for every fire from now on; running runs keep what they started with."""
+        self._pipelines = {
+            name: plan.config.pipeline(name).model_copy(update={"timeout": plan.budget(name)})
+            for name in plan.schedules
+        }
+        self.plan = plan
+        for name in list(self._slots):
+            if name not in plan.schedules and not self._slots[name].running:
+                del self._slots[name]
+
+    def running(self) -> dict[str, int]:
+        return {name: slot.running for name, slot in self._slots.items()}
+
+    def queued(self, pipeline: str) -> Fire | None:
+        slot = self._slots.get(pipeline)
+        return slot.queued if slot else None
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[RunPool]:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                yield self
+            finally:
+                self._tg = None
+
+    def cancel(self) -> None:
+        """Cancel every run now; each records ``interrupted`` on its way out."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def submit(self, fire: Fire) -> None:
+        """Start, queue or skip a run for ``fire``, by the pipeline's overlap policy."""
+        schedule = self.plan.schedules.get(fire.pipeline)
+        if self._tg is None or schedule is None:
+            return
+        slot = self._slots.setdefault(fire.pipeline, _Slot())
+        if slot.running and schedule.overlap != "parallel":
+            if schedule.overlap == "queue" and slot.queued is None:
+                slot.queued = fire
+                logger.info("fire {} queued: the previous run is still going", _at(fire))
+            else:
+                self.metrics.skipped[fire.pipeline, "overlap"] += 1
+                logger.info("fire {} skipped: the previous run is still going", _at(fire))
+            return
+        self._start(fire, slot)
+
+    def _start(self, fire: Fire, slot: _Slot) -> None:
+        assert self._tg is not None
+        slot.running += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._tg.start_soon(self._run, fire, slot, name=f"run:{fire.pipeline}@{_at(fire)}")
+
+    async def _run(self, fire: Fire, slot: _Slot) -> None:
+        try:
+            with logger.contextualize(pipeline=fire.pipeline):
+                await self._execute(fire)
+        finally:
+            slot.running -= 1
+            queued, slot.queued = slot.queued, None
+            if queued is not None and self._tg is not None and fire.pipeline in self._pipelines:
+                self._start(queued, slot)
+            elif not any(s.running for s in self._slots.values()):
+                self._idle.set()
+
+    async def _execute(self, fire: Fire) -> None:
+        pipeline = self._pipelines.get(fire.pipeline)
+        if pipeline is None:
+            return
+        run_id = uuid.uuid4().hex
+        stats = RunStats()
+        late = (datetime.now(UTC) - fire.due).total_seconds()
+        self.metrics.lateness.observe(max(late, 0.0))
+        started = time.perf_counter()
+        status: str | None = "failed"
+        try:
+            connectors = self.plan.config.connectors_for(pipeline)
+            result = await run_pipeline(
+                pipeline,
+                connectors=connectors,
+                database=self.database,
+                concurrency=self.plan.config.limits.concurrency,
+                trigger=self.trigger,
+                scheduled_for=fire.scheduled_for,
+                stats=stats,
+                run_id=run_id,
+            )
+            status = result.status
+        except DuplicateFire:
+            status = None
+            self.metrics.skipped[fire.pipeline, "duplicate"] += 1
+            logger.info("fire {} already ran (another node or delivery): nothing to do", _at(fire))
+        except anyio.get_cancelled_exc_class():
+            status = "interrupted"
+            raise
+        except PodiumError as exc:
+            logger.error("fire {} could not start a run: {}", _at(fire), exc)
+        except Exception as exc:  # a bug in a run must not take the daemon down
+            logger.opt(exception=exc).error("fire {} failed with an internal error", _at(fire))
+        finally:
+            if status is not None:
+                seconds = time.perf_counter() - started
+                self.metrics.run_finished(fire.pipeline, status, seconds, stats)
+                logger.bind(run_id=run_id).info(
+                    "fire {} → run {} {} in {:.3f}s (late {:.1f} ms)",
+                    _at(fire),
+                    run_id,
+                    status,
+                    seconds,
+                    late * 1000,
+                )
+
+
+def _at(fire: Fire) -> str:
+    return fire.scheduled_for.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,190 @@
+"""``podium connectors new NAME``: a connector plugin package, ready to edit and install.
+
+The skeleton is a complete package: a pyproject that registers the connector under the
+``podium.connectors`` entry-point group, a connector class with its own config model,
+and a test that runs it in a pipeline against a local aiohttp server.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from string import Template
+
+from connectors import ENTRY_POINT_GROUP
+from pipeline import ConfigError
+
+_NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+
+_PYPROJECT = Template("""\
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "$dist"
+version = "0.1.0"
+description = "The $kind connector for podium"
+requires-python = ">=3.11"
+dependencies = ["podium"]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]
+
+# This line is the whole plugin seam: podium finds the kind "$kind" through it.
+[project.entry-points."$group"]
+"$kind" = "$package:$cls"
+
+[tool.setuptools]
+packages = ["$package"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+addopts = "-ra --strict-markers"
+filterwarnings = ["error"]
+""")
+
+_MODULE = Template('''\
+"""The $kind connector: how podium talks to this API.
+
+A connector does no I/O. podium owns the HTTP session, the limits and the retries; the
+connector says how the session is set up, how a fetch becomes requests and how a
+response becomes records. Override only what this API does differently.
+"""
+
+from __future__ import annotations
+
+from connectors import Connector, ConnectorConfig, Response
+from pipeline import Fetch, Record
+
+
+class ${cls}Config(ConnectorConfig):
+    """Keys of a ``[connectors.X]`` table with ``kind = "$kind"``, beyond the common ones
+    (base_url, headers, auth, timeout, concurrency, retry)."""
+
+    api_version: str = "v1"
+
+
+class $cls(Connector):
+    kind = "$kind"
+    Config = ${cls}Config
+    config: ${cls}Config
+
+    def session_headers(self) -> dict[str, str]:
+        # Sent with every request of this connector's session.
+        return {**super().session_headers(), "X-Api-Version": self.config.api_version}
+
+    def records(self, fetch: Fetch, response: Response) -> list[Record]:
+        # The default decodes JSON and applies the fetch's ``records`` path; reshape here
+        # when the API wraps its records in something a path cannot reach.
+        return super().records(fetch, response)
+''')
+
+_TEST = Template('''\
+"""The connector in a real pipeline against a local aiohttp server: no network, no mocks."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from connectors import connector_class
+from orchestrator import run
+from pipeline import Fetch, Pipeline, Store
+from $package import $cls
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiohttp runs on asyncio only
+
+
+async def test_fetches_and_stores(tmp_path: Path) -> None:
+    versions: list[str | None] = []
+
+    async def items(request: web.Request) -> web.Response:
+        versions.append(request.headers.get("X-Api-Version"))
+        return web.json_response({"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
+
+    app = web.Application()
+    app.router.add_get("/items", items)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        base_url = str(server.make_url("")).rstrip("/")
+        connector = $cls("api", $cls.Config(kind="$kind", base_url=base_url))
+        pipeline = Pipeline(
+            name="smoke",
+            stages=[
+                Fetch(name="items", connector="api", path="/items", records="items"),
+                Store(name="save", table="items", key=["id"]),
+            ],
+        )
+        result = await run(pipeline, [connector], database=f"sqlite:///{tmp_path / 'test.db'}")
+    finally:
+        await server.close()
+    assert result.status == "ok", result.run.error
+    assert versions == ["v1"]
+    with sqlite3.connect(tmp_path / "test.db") as db:
+        rows = db.execute("select id, name from items order by id").fetchall()
+    assert rows == [(1, "a"), (2, "b")]
+
+
+def test_registered_by_entry_point() -> None:
+    # Passes once the package is installed: pip install -e .
+    assert connector_class("$kind") is $cls
+''')
+
+_README = Template("""\
+# $dist
+
+The `$kind` connector for podium.
+
+    pip install -e '.[test]'
+    python -m pytest
+    podium connectors          # lists "$kind"
+
+Use it in a config:
+
+    [connectors.example]
+    kind = "$kind"
+    base_url = "https://api.example.com"
+    api_version = "v1"
+""")
+
+
+def write_skeleton(name: str, parent: Path) -> Path:
+    """Write the package for connector kind ``name`` into ``parent``; returns its folder."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"connector name {name!r}: use lower-case letters, digits, '-' or '_' "
+            "(e.g. weather-api)"
+        )
+    snake = name.replace("-", "_")
+    values = {
+        "kind": name,
+        "dist": f"podium-{name.replace('_', '-')}",
+        "package": f"podium_{snake}",
+        "cls": "".join(part.capitalize() for part in snake.split("_")) + "Connector",
+        "group": ENTRY_POINT_GROUP,
+    }
+    root = parent / values["dist"]
+    if root.exists():
+        raise ConfigError(f"{root} already exists; choose another name or --dir")
+    files = {
+        "pyproject.toml": _PYPROJECT,
+        "README.md": _README,
+        f"{values['package']}/__init__.py": _MODULE,
+        "tests/test_connector.py": _TEST,
+    }
+    for relative, template in files.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(template.substitute(values), encoding="utf-8")
+    return root

@@ -1,0 +1,219 @@
+"""Helpers for the daemon tests: configs, subprocess daemons, and reading the run table."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import orjson
+from anyio.abc import Process
+
+PODIUM = str(Path(sys.executable).with_name("podium"))
+
+
+def pipeline_toml(name: str, schedule: str, *, pages: int = 1, extra: str = "") -> str:
+    """A pipeline that fetches ``pages`` pages of 20 items from ``api`` and stores them."""
+    return f"""
+[pipelines.{name}]
+schedule = {schedule}
+{extra}
+
+[[pipelines.{name}.stages]]
+name = "items"
+kind = "fetch"
+connector = "api"
+for_each = {{ range = [0, {pages}] }}
+as = "page"
+path = "/items/{{page}}"
+records = "items"
+
+[[pipelines.{name}.stages]]
+name = "save"
+kind = "store"
+table = "items_{name}"
+key = ["id"]
+batch_size = 20
+"""
+
+
+def write_config(
+    path: Path,
+    *,
+    database: str,
+    base_url: str,
+    pipelines: str,
+    scheduler: str = "",
+    concurrency: int = 1,
+) -> Path:
+    path.write_text(
+        f"""
+[database]
+url = "{database}"
+
+[scheduler]
+port = 0
+{scheduler}
+
+[connectors.api]
+kind = "http"
+base_url = "{base_url}"
+concurrency = {concurrency}
+{pipelines}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class DaemonProcess:
+    process: Process
+    node_id: str
+    config: Path
+    log_path: Path
+    log: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def info(self) -> dict[str, Any] | None:
+        path = self.config.parent / ".podium" / f"daemon-{self.node_id}.json"
+        try:
+            return orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    def send(self, signum: int) -> None:
+        os.kill(self.process.pid, signum)
+
+    async def wait_ready(self, within: float = 20) -> dict[str, Any]:
+        info = await wait_for(self.info, within, what=f"daemon {self.node_id} to start")
+        await wait_for(
+            lambda: "firing" in self.output(), within, what=f"daemon {self.node_id} to fire"
+        )
+        return info
+
+    async def wait_exit(self, within: float) -> int:
+        with anyio.fail_after(within):
+            return await self.process.wait()
+
+    async def aclose(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            with anyio.move_on_after(5, shield=True):
+                await self.process.wait()
+        await self.process.aclose()
+        self.log.close()
+
+
+async def start_daemon(config: Path, node_id: str) -> DaemonProcess:
+    log_path = config.parent / f"daemon-{node_id}-{time.monotonic_ns()}.log"
+    log = log_path.open("wb")
+    process = await anyio.open_process(
+        [PODIUM, "daemon", "--config", str(config), "--node-id", node_id],
+        stdin=None,
+        stdout=log,
+        stderr=log,
+        cwd=config.parent,
+    )
+    return DaemonProcess(process, node_id, config, log_path, log)
+
+
+async def wait_for(
+    predicate: Callable[[], Any], within: float, *, what: str, interval: float = 0.05
+) -> Any:
+    """Poll ``predicate`` (a sync check of a file or table) until it is truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await anyio.sleep(interval)
+
+
+@dataclass
+class Run:
+    id: str
+    pipeline: str
+    trigger: str
+    scheduled_for: datetime | None
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    stored: int
+    requests: int
+
+    @property
+    def lateness(self) -> float:
+        assert self.scheduled_for is not None
+        return (self.started_at - self.scheduled_for).total_seconds()
+
+
+_COLUMNS = "id, pipeline, trigger, scheduled_for, status, started_at, finished_at, stored, requests"
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def read_runs(url: str, pipeline: str | None = None) -> list[Run]:
+    """The run table, oldest fire first (sync: brief reads from tests)."""
+    query = f"SELECT {_COLUMNS} FROM podium_runs"
+    rows = sql(url, query)
+    runs = [
+        Run(r[0], r[1], r[2], _aware(r[3]), r[4], _aware(r[5]), _aware(r[6]), r[7], r[8])
+        for r in rows
+    ]
+    runs = [r for r in runs if pipeline is None or r.pipeline == pipeline]
+    return sorted(runs, key=lambda r: (r.scheduled_for or r.started_at, r.started_at))
+
+
+def sql(url: str, query: str) -> list[tuple[Any, ...]]:
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if not Path(path).exists():
+            return []
+        with sqlite3.connect(path) as db:
+            try:
+                return db.execute(query).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return []
+                raise
+    import psycopg2  # type: ignore[import-untyped]
+
+    conn = psycopg2.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(query)
+            except psycopg2.errors.UndefinedTable:
+                return []
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
