@@ -63,6 +63,11 @@ class _AuthBase(BaseModel):
     def flow(self, request: Request) -> AuthFlow:
         yield request
 
+    @property
+    def changes_requests(self) -> bool:
+        """Whether ``flow`` does anything beyond the session's headers."""
+        return type(self).flow is not _AuthBase.flow
+
     def credential_flow(self, base_url: str) -> CredentialFlow | None:
         """How to obtain the run-time credential; None for schemes that need none."""
         return None
@@ -108,6 +113,10 @@ class ApiKeyAuth(_AuthBase):
 
     def session_headers(self) -> dict[str, str]:
         return {self.name: self.value.get_secret_value()} if self.in_ == "header" else {}
+
+    @property
+    def changes_requests(self) -> bool:
+        return self.in_ == "query"
 
     def flow(self, request: Request) -> AuthFlow:
         if self.in_ == "query":

@@ -79,6 +79,14 @@ class Connector:
         else:
             yield from auth.flow(request)
 
+    def needs_auth_flow(self) -> bool:
+        """False when every request goes out as built (static headers or no auth), so the
+        orchestrator can skip driving a flow per request."""
+        if type(self).auth_flow is not Connector.auth_flow:
+            return True
+        auth: _AuthBase | None = self.config.auth
+        return auth is not None and auth.changes_requests
+
     def credential_flow(self) -> CredentialFlow | None:
         """How the session obtains its run-time credential (a token, a login), if any."""
         auth: _AuthBase | None = self.config.auth

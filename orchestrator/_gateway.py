@@ -79,6 +79,8 @@ class ConnectorChannel:
         self.policy: RetryPolicy = connector.config.retry
         self.stats = stats
         self.paused_until = 0.0
+        # Requests go out as built (no per-request auth flow to drive).
+        self.direct = not connector.needs_auth_flow()
         # The session's run-time credential; obtained under auth_lock, one at a time.
         self.credential: Credential | None = None
         self.credential_deadline = float("inf")
@@ -147,6 +149,12 @@ class Gateway:
     async def send(self, connector_name: str, request: Request) -> Response:
         """Send through the connector's auth flow; returns the final response."""
         channel = self._channels[connector_name]
+        if channel.direct:
+            response = await self._send_with_retries(channel, request)
+            if response.status >= 400:
+                channel.stats.failed += 1
+                raise self._failed(request, f"HTTP {response.status}", response.status)
+            return response
         flow = channel.connector.auth_flow(request)
         response: Response | None = None
         try:
