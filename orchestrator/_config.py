@@ -59,6 +59,8 @@ class Config:
     pipelines: dict[str, Pipeline | PodiumError] = field(default_factory=dict)
     # Each pipeline's raw ``schedule`` table (interpolated), for the daemon in jobs/.
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Values taken from the environment for keys that may hold credentials: runs mask them.
+    secrets: set[str] = field(default_factory=set)
 
     def pipeline(self, name: str) -> Pipeline:
         entry = self.pipelines.get(name)
@@ -92,7 +94,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     env = os.environ if env is None else env
     raw = _read_toml(path)
     top_level = {k: v for k, v in raw.items() if k not in ("connectors", "pipelines")}
-    resolved_top = interpolate(top_level, env, "")
+    secrets: set[str] = set()
+    resolved_top = interpolate(top_level, env, "", secrets)
     try:
         top = _TopLevel.model_validate(
             {
@@ -107,9 +110,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         engine_url(top.database.url)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: database.url") from None
-    config = Config(path, top.database, top.limits, top.scheduler)
+    config = Config(path, top.database, top.limits, top.scheduler, secrets=secrets)
     for name, table in top.connectors.items():
-        config.connectors[name] = _guard(_connector, name, table, env, path)
+        config.connectors[name] = _guard(_connector, name, table, env, path, secrets)
     for name, table in top.pipelines.items():
         config.pipelines[name] = _guard(_pipeline, name, table, env, path, config)
     return config
@@ -135,10 +138,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
-def _connector(name: str, table: dict[str, Any], env: Mapping[str, str], path: Path) -> Connector:
+def _connector(
+    name: str, table: dict[str, Any], env: Mapping[str, str], path: Path, secrets: set[str]
+) -> Connector:
     where = f"connectors.{name}"
     try:
-        resolved = interpolate(table, env, where)
+        resolved = interpolate(table, env, where, secrets)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
     kind = resolved.get("kind")
@@ -166,7 +171,7 @@ def _pipeline(
 ) -> Pipeline:
     where = f"pipelines.{name}"
     try:
-        resolved = interpolate(table, env, where)
+        resolved = interpolate(table, env, where, config.secrets)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
     if "name" in resolved:

@@ -13,18 +13,23 @@ All database work is written as plain synchronous SQLAlchemy Core functions of a
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from pipeline import ConfigError, StoreError
 
 T = TypeVar("T")
 
+# How long a write waits for another writer's lock on a SQLite file, in all.
+LOCKED_WAIT = 30.0
+SQLITE_BUSY_MS = 20
 _SQLITE = ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite")
 _POSTGRES = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
 
@@ -45,12 +50,9 @@ def engine_url(url: str) -> sa.URL:
     )
 
 
-def safe_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid database URL>"
+def _is_locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -59,7 +61,8 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # Short on purpose: the wait for a locked file happens in Database.run, off the loop.
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cursor.close()
 
 
@@ -79,19 +82,38 @@ class Database:
     def name(self) -> str:
         return self._engine.dialect.name
 
-    async def run(self, what: str, work: Callable[..., T], *args: Any) -> T:
+    async def run(
+        self,
+        what: str,
+        work: Callable[..., T],
+        *args: Any,
+        on_retry: Callable[[], None] | None = None,
+    ) -> T:
         """Run ``work(connection, *args)`` in one transaction; commit if it returns.
 
+        A SQLite file locked by another writer is waited for here, asynchronously (the
+        driver's own busy wait would freeze the event loop): the transaction is rolled
+        back, ``on_retry`` lets the caller forget state from it, and it runs again.
         Driver errors become a StoreError that says ``what`` was being done.
         """
-        try:
-            if self._async:
-                async with self._engine.begin() as conn:
-                    return await conn.run_sync(work, *args)
-            with self._engine.begin() as conn:
-                return work(conn, *args)
-        except (SQLAlchemyError, OSError) as exc:
-            raise store_error(exc, what) from None
+        deadline = time.monotonic() + LOCKED_WAIT
+        delay = 0.01
+        while True:
+            try:
+                if self._async:
+                    async with self._engine.begin() as conn:
+                        return await conn.run_sync(work, *args)
+                with self._engine.begin() as conn:
+                    return work(conn, *args)
+            except OperationalError as exc:
+                if not _is_locked(exc) or time.monotonic() + delay > deadline:
+                    raise store_error(exc, what) from None
+            except (SQLAlchemyError, OSError) as exc:
+                raise store_error(exc, what) from None
+            if on_retry is not None:
+                on_retry()
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def _dispose(self) -> None:
         if self._async:

@@ -129,6 +129,8 @@ class Gateway:
                 # connection turns out closed. Podium's own retry policy covers that case,
                 # counted and with backoff; two layers would make attempts (and the
                 # limits and metrics built on them) lie.
+                if not hasattr(session, "_retry_connection"):
+                    raise RuntimeError("aiohttp changed: ClientSession._retry_connection is gone")
                 session._retry_connection = False
                 await stack.enter_async_context(session)
                 stats = self._stats.connectors.setdefault(name, ConnectorStats())
@@ -244,23 +246,37 @@ class Gateway:
         finally:
             flow.close()
 
+    async def _take_slots(self, channel: ConnectorChannel) -> None:
+        """A slot on the connector's and the global limiter, outside any pause.
+
+        The pause is checked again once the slots are held: requests that were queued on
+        a limiter when a 429 arrived must not go out before the server's Retry-After.
+        """
+        while True:
+            delay = channel.paused_until - time.monotonic()
+            if delay > 0:
+                await anyio.sleep(delay)
+            await _acquire(channel.limiter)
+            try:
+                await _acquire(self._global)
+            except BaseException:
+                channel.limiter.release()
+                raise
+            if channel.paused_until <= time.monotonic():
+                return
+            self._global.release()
+            channel.limiter.release()
+
     async def _send_with_retries(self, channel: ConnectorChannel, request: Request) -> Response:
         policy = channel.policy
         stats = channel.stats
         for attempt in range(1, policy.attempts + 1):
-            if channel.paused_until:
-                delay = channel.paused_until - time.monotonic()
-                if delay > 0:
-                    await anyio.sleep(delay)
             try:
-                await _acquire(channel.limiter)
+                await self._take_slots(channel)
                 try:
-                    await _acquire(self._global)
-                    try:
-                        response = await self._send_once(channel, request)
-                    finally:
-                        self._global.release()
+                    response = await self._send_once(channel, request)
                 finally:
+                    self._global.release()
                     channel.limiter.release()
             except _TRANSIENT as exc:
                 stats.requests += 1
@@ -273,6 +289,12 @@ class Gateway:
                 logger.debug("retrying {} in {:.2f}s: {}", self._url(request), delay, reason)
                 await anyio.sleep(delay)
                 continue
+            except aiohttp.ClientError as exc:
+                # The exchange itself is wrong (a redirect loop, an invalid URL, a response
+                # that is not HTTP): another attempt would meet the same answer.
+                stats.requests += 1
+                stats.failed += 1
+                raise self._failed(request, _describe(exc)) from None
             stats.requests += 1
             stats.statuses[response.status] += 1
             # Final answers, errors included, go back to the auth flow: a 401 may be

@@ -3,8 +3,10 @@
 A fetch with ``incremental = { cursor_field = "updated_at", param = "since" }`` sends the
 mark of the last good run as ``?since=…`` and tracks the highest ``updated_at`` among the
 records it receives. The new mark is written together with the run's final row, after
-every stage has finished — so after every record was stored — and only when the run did
-not fail and that fetch lost no request: a record that was never stored is never skipped.
+every stage has finished — so after every record was stored — and only when the run
+ended ``ok``: nothing failed, was rejected or dropped anywhere, so a record that was never
+stored is never skipped. A partial run leaves the mark where it was, and the next run
+fetches the same window again (upserts make that harmless).
 """
 
 from __future__ import annotations
@@ -66,12 +68,10 @@ async def load_cursors(journal: Journal, pipeline: Pipeline) -> dict[str, Cursor
     return {s.name: CursorTracker(s, stored.get(state_key(s))) for s in stages}
 
 
-def advanced_marks(
-    cursors: dict[str, CursorTracker], failed_requests: dict[str, int]
-) -> dict[str, Any]:
-    """The marks to store: fetches that lost no request and saw a higher value."""
+def advanced_marks(cursors: dict[str, CursorTracker]) -> dict[str, Any]:
+    """The marks to store (the caller decides the run was clean): those that moved."""
     return {
         f"{_KEY_PREFIX}{name}": tracker.high
         for name, tracker in cursors.items()
-        if failed_requests.get(name, 0) == 0 and tracker.high != tracker.start
+        if tracker.high != tracker.start
     }

@@ -15,23 +15,45 @@ from pipeline import ConfigError
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
-    """Resolve references in every string inside ``value`` (dicts and lists included)."""
+# Keys whose values locate things rather than unlock them: what the environment puts
+# there stays readable in logs. Every other value taken from the environment is masked.
+_PLAIN_KEYS = frozenset(
+    {"kind", "base_url", "url", "token_url", "login_url", "host", "port", "path",
+     "node_id", "timezone", "table", "connector", "description"}
+)  # fmt: skip
+
+
+def interpolate(
+    value: Any, env: Mapping[str, str], where: str, secrets: set[str] | None = None
+) -> Any:
+    """Resolve references in every string inside ``value`` (dicts and lists included).
+
+    Values read from the environment are added to ``secrets`` (when given), so whatever
+    a run logs or records can be masked — unless they sit under a key in _PLAIN_KEYS.
+    """
     if isinstance(value, str):
-        return _resolve(value, env, where) if "${" in value else value
+        if "${" not in value:
+            return value
+        key = where.rsplit(".", 1)[-1].split("[", 1)[0]
+        return _resolve(value, env, where, None if key in _PLAIN_KEYS else secrets)
     if isinstance(value, dict):
-        return {k: interpolate(v, env, f"{where}.{k}" if where else k) for k, v in value.items()}
+        return {
+            k: interpolate(v, env, f"{where}.{k}" if where else k, secrets)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [interpolate(v, env, f"{where}[{i}]", secrets) for i, v in enumerate(value)]
     return value
 
 
-def _resolve(text: str, env: Mapping[str, str], where: str) -> str:
+def _resolve(text: str, env: Mapping[str, str], where: str, secrets: set[str] | None) -> str:
     def substitute(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
         name, default = match.group(1), match.group(2)
         if name in env:
+            if secrets is not None:
+                secrets.add(env[name])
             return env[name]
         if default is not None:
             return default

@@ -58,6 +58,10 @@ runs_table = sa.Table(
     sa.Column("params", sa.JSON),
     sa.Column("stages", sa.JSON),
     sa.UniqueConstraint("pipeline", "scheduled_for", name="uq_podium_runs_fire"),
+    sa.CheckConstraint(
+        "status IN (" + ", ".join(f"'{status}'" for status in RUN_STATUSES) + ")",
+        name="ck_podium_runs_status",
+    ),
     sa.Index("ix_podium_runs_pipeline_started", "pipeline", "started_at"),
 )
 

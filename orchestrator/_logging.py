@@ -13,6 +13,12 @@ from typing import Any, TextIO
 import orjson
 from loguru import logger
 
+from ._redact import Redactor
+
+# Masks credential-looking query parameters and URL passwords in exception texts; the
+# secrets a run knows by value are masked where that run logs.
+_REDACT = Redactor()
+
 HUMAN_FORMAT = (
     "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
     "<cyan>{extra[pipeline]}</cyan>{extra[stage_part]}{extra[run_part]} {message}"
@@ -39,7 +45,9 @@ def _json_sink(stream: TextIO) -> Callable[[Any], None]:
             **{k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)},
         }
         if record["exception"] is not None:
-            line["exception"] = repr(record["exception"].value)
+            # Never repr(): third-party exceptions carry request headers in theirs.
+            exc = record["exception"].value
+            line["exception"] = _REDACT(f"{type(exc).__name__}: {exc}".splitlines()[0])
         stream.write(orjson.dumps(line).decode() + "\n")
         stream.flush()
 

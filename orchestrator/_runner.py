@@ -8,6 +8,7 @@ every batch stored before the end stays stored.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ from ._stats import RunStats, StageStats
 # Batches buffered between two stages; with fetch batches of ~20-100 records this bounds
 # what waits in memory at a few thousand records per edge.
 EDGE_BUFFER = 32
+# Seconds the final journal write may take, even during cancellation.
+JOURNAL_DEADLINE = 15.0
 
 
 @dataclass
@@ -64,10 +67,13 @@ async def run_pipeline(
     dry_run: bool = False,
     stats: RunStats | None = None,
     run_id: str | None = None,
+    secrets: Iterable[str] = (),
 ) -> RunResult:
     """Run ``pipeline`` once and record it; raises only for errors before the run starts.
 
     Raises ``DuplicateFire`` when ``scheduled_for`` is set and that fire already ran.
+    ``secrets`` are values masked wherever the run logs or records text (the config's
+    environment-provided values); connectors' own credentials are added to them.
     """
     missing = sorted(pipeline.connectors() - connectors.keys())
     if missing:
@@ -79,16 +85,18 @@ async def run_pipeline(
             kind=stage.kind, planned=getattr(stage, "fan_out_size", lambda: None)()
         )
     journal = Journal(database)
+    redactor = Redactor(secrets)
+    for connector in connectors.values():
+        redactor.add(connector.secrets())
     run = RunRow(
         id=run_id or new_run_id(),
         pipeline=pipeline.name,
         trigger=trigger,
         scheduled_for=scheduled_for,
-        params=merged_params,
+        params=redactor.tree(merged_params),
     )
     cursors = await load_cursors(journal, pipeline)
     await journal.start(run)
-    redactor = Redactor()
     gateway = Gateway(
         {name: connectors[name] for name in sorted(pipeline.connectors())},
         concurrency=concurrency,
@@ -111,8 +119,7 @@ async def run_pipeline(
             run.status, run.error = "timed_out", f"run exceeded its timeout of {pipeline.timeout}s"
         except anyio.get_cancelled_exc_class():
             run.status, run.error = "interrupted", "run was cancelled"
-            with anyio.CancelScope(shield=True):
-                await _finish(ctx, journal)
+            await _finish(ctx, journal)
             raise
         except Exception as exc:
             podium_error = _first_podium_error(exc)
@@ -122,8 +129,7 @@ async def run_pipeline(
                 run.status, run.error = "failed", redactor(f"internal error: {exc!r}")
             else:
                 run.status, run.error = "failed", redactor(str(podium_error))
-        with anyio.CancelScope(shield=True):
-            result = await _finish(ctx, journal)
+        result = await _finish(ctx, journal)
         if run.status == "failed":
             logger.error("run failed: {}", run.error)
         if unexpected is not None:
@@ -218,13 +224,28 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
             )
         )
     rows = [t.row(run.id) for t in checks]
-    # Every stage has finished, so every record is stored: incremental marks may advance.
+    # Marks advance only after a clean run: every stage finished and nothing anywhere was
+    # lost — no failed request, no rejected record, no failed check (an inner merge or a
+    # dropping check downstream could otherwise skip a record that never reached a store).
     marks = (
-        advanced_marks(ctx.cursors, {n: stats.stages[n].failed for n in ctx.cursors})
-        if ctx.cursors and run.status in ("ok", "partial") and not ctx.dry_run
+        advanced_marks(ctx.cursors)
+        if ctx.cursors and run.status == "ok" and not ctx.dry_run
         else None
     )
-    await journal.finish(run, ctx.events, rows, marks)
+    # The record of the run is written even while the run is being cancelled, but within
+    # a deadline: an unreachable database must not hold a shutdown forever.
+    with anyio.move_on_after(JOURNAL_DEADLINE, shield=True) as scope:
+        try:
+            await journal.finish(run, ctx.events, rows, marks)
+        except PodiumError as exc:
+            logger.error("run {} ended {}, but recording it failed: {}", run.id, run.status, exc)
+    if scope.cancelled_caught:
+        logger.error(
+            "run {} ended {}, but recording it took over {}s and was abandoned",
+            run.id,
+            run.status,
+            JOURNAL_DEADLINE,
+        )
     duration = (run.finished_at - run.started_at).total_seconds()
     logger.info(
         "run {} in {:.2f}s: {} requests, {} stored",
@@ -238,7 +259,7 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
 
 def _status(ctx: RunContext, checks: list[CheckTally]) -> str:
     stats = ctx.stats
-    logical = stats.requests - stats.retries
+    logical = stats.logical_requests()
     failed = stats.failed_requests
     if logical and failed / logical > ctx.pipeline.policy.max_failed_ratio:
         return "failed"
@@ -254,7 +275,7 @@ def _failure_reason(ctx: RunContext, checks: list[CheckTally]) -> str:
     if failed_checks:
         return f"checks failed: {', '.join(failed_checks)}"
     stats = ctx.stats
-    logical = max(1, stats.requests - stats.retries)
+    logical = max(1, stats.logical_requests())
     return (
         f"{stats.failed_requests} of {logical} requests failed, more than the policy's "
         f"max_failed_ratio of {ctx.pipeline.policy.max_failed_ratio:g}"

@@ -46,8 +46,9 @@ REJECT_SAMPLES = 20
 
 
 def make_emit(name: str, outboxes: list[Outbox]) -> Emit:
-    """Send a batch to every consumer; each extra consumer gets its own record copies,
-    so a transform in one branch cannot change what another branch sees."""
+    """Send a batch to every consumer; each extra consumer gets its own copy of every
+    record, so a stage in one branch cannot add, change or drop another branch's fields.
+    The copies are shallow: a callable that mutates nested values in place must copy them."""
     if not outboxes:
 
         async def discard(batch: list[Record]) -> None:
@@ -234,6 +235,7 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
         try:
             request = connector.build_request(stage, values)
         except PipelineError as exc:
+            stats.requests += 1
             stats.failed += 1
             ctx.event("request_not_built", exc.message, stage=stage.name)
             return
@@ -298,7 +300,7 @@ async def _fetch(ctx: RunContext, stage: Fetch, inbox: Inbox | None, emit: Emit)
 # -- aggregate ---------------------------------------------------------------------------------
 async def _aggregate(ctx: RunContext, stage: Aggregate, inbox: Inbox | None, emit: Emit) -> None:
     stats = ctx.stats.stages[stage.name]
-    accumulator = stage.accumulator()
+    accumulator = stage.accumulator(ctx.pipeline.inputs_of(stage.name))
     async for source, batch in _batches(ctx, stage.name, inbox):
         if stage.merge_on is not None:
             accumulator.add(source, batch)  # type: ignore[call-arg]

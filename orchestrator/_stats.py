@@ -58,7 +58,13 @@ class RunStats:
 
     @property
     def failed_requests(self) -> int:
-        return sum(c.failed for c in self.connectors.values())
+        """Requests a fetch stage gave up on (after retries, or never sent: a template that
+        did not render, an auth that failed), counted once each where they were planned."""
+        return sum(s.failed for s in self.stages.values() if s.kind == "fetch")
+
+    def logical_requests(self) -> int:
+        """Requests the fetch stages planned, retries not counted: the policy's denominator."""
+        return sum(s.requests for s in self.stages.values() if s.kind == "fetch")
 
     @property
     def rejected(self) -> int:

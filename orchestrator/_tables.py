@@ -74,14 +74,20 @@ class TableWriter:
             return 0
         try:
             return await self.db.run(
-                f"writing {len(rows)} rows to table {self.table_name!r}", self._write, rows
+                f"writing {len(rows)} rows to table {self.table_name!r}",
+                self._write,
+                rows,
+                on_retry=self._forget,
             )
         except BaseException:
-            # The transaction rolled back, DDL included (PostgreSQL): forget what this
-            # writer believed about the table and read it again next time.
-            self._table = None
-            self._statements.clear()
+            self._forget()
             raise
+
+    def _forget(self) -> None:
+        # The transaction rolled back, DDL included: forget what this writer believed
+        # about the table and read it again next time.
+        self._table = None
+        self._statements.clear()
 
     def _write(self, conn: sa.Connection, rows: list[Record]) -> int:
         table = self._prepare(conn, rows)

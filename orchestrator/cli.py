@@ -113,6 +113,7 @@ async def _execute(
                 params=params,
                 dry_run=dry_run,
                 stats=stats,
+                secrets=config.secrets,
             )
         from ._display import LiveProgress
 
@@ -129,6 +130,7 @@ async def _execute(
                     params=params,
                     dry_run=dry_run,
                     stats=stats,
+                    secrets=config.secrets,
                 )
             finally:
                 tg.cancel_scope.cancel()

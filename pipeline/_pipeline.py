@@ -100,7 +100,7 @@ class Pipeline(BaseModel):
                     raise _at(i, stage, "reads itself")
                 if isinstance(by_name[name], Store):
                     raise _at(i, stage, f"reads store stage {name!r}, which emits no records")
-            if not wired and not isinstance(stage, Fetch):
+            if not wired and not isinstance(stage, Fetch) and not _is_run_check(stage):
                 raise _at(i, stage, "has no input: name one with 'from'")
             if (
                 isinstance(stage, Check)
@@ -109,7 +109,8 @@ class Pipeline(BaseModel):
             ):
                 raise _at(i, stage, "a response check reads exactly one fetch stage")
             inputs[stage.name] = wired
-            previous = stage.name
+            if not _is_run_check(stage):  # it emits nothing for a next stage to read
+                previous = stage.name
         order = _topological(self.stages, inputs)
         index = {s.name: i for i, s in enumerate(self.stages)}
         fields: dict[str, FieldSet] = {}
@@ -157,6 +158,10 @@ def _as_stage(value: Any) -> Any:
         fn: Callable[..., Any] = value
         return Transform(name=getattr(fn, "__name__", "transform"), call=fn)
     return value
+
+
+def _is_run_check(stage: Stage) -> bool:
+    return isinstance(stage, Check) and stage.on == "run"
 
 
 def _at(index: int, stage: Stage, message: str) -> PipelineError:

@@ -270,9 +270,10 @@ class Aggregate(Stage):
         inputs.require(used, what="'metrics'", source="the input")
         return FieldSet.closed([*self.group_by, *self.metrics])
 
-    def accumulator(self) -> Merger | GroupBy:
+    def accumulator(self, inputs: tuple[str, ...]) -> Merger | GroupBy:
+        """A fresh accumulator; ``inputs`` are the stage's wired inputs, in order."""
         if self.merge_on is not None:
-            return Merger(self.merge_on, self.inputs, self.how)
+            return Merger(self.merge_on, inputs, self.how)
         assert self.group_by is not None
         return GroupBy(self.group_by, self.metrics)
 
@@ -297,7 +298,13 @@ class Check(Stage):
         _ = self.expr
         if self.drop and self.on != "records":
             raise ValueError("'drop' applies to record checks only")
+        if self.on == "run" and self.inputs:
+            raise ValueError("a run check reads the run's counts, not a stage: remove 'from'")
         return self
+
+    def default_inputs(self, previous: str | None) -> tuple[str, ...]:
+        # A run check is evaluated once, after every stage, on the run's counts.
+        return () if self.on == "run" else super().default_inputs(previous)
 
     @cached_property
     def expr(self) -> Expr:

@@ -131,3 +131,45 @@ def test_demo_command_runs_offline(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["stored"] == 66
+
+
+def test_values_from_the_environment_are_masked_in_output_logs_and_journal(
+    tmp_path: Path,
+) -> None:
+    """An API key passed as a plain query parameter (not declared as auth) still never
+    shows: values the config takes from the environment are masked wherever a run writes."""
+    secret = "Sup3rSecretKey-42"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[database]
+url = "sqlite:///{tmp_path / "s.db"}"
+
+[connectors.api]
+kind = "http"
+base_url = "http://127.0.0.1:9"
+retry = {{ attempts = 1 }}
+
+[pipelines.p]
+params = {{ key = "${{PODIUM_TEST_APPKEY}}" }}
+
+[[pipelines.p.stages]]
+name = "get"
+kind = "fetch"
+connector = "api"
+path = "/weather"
+params = {{ appid = "{{params.key}}" }}
+""",
+        encoding="utf-8",
+    )
+    done = podium(
+        "run", "p", "--config", str(config), "--json", "--log-json",
+        env={"PODIUM_TEST_APPKEY": secret},
+    )  # fmt: skip
+    assert done.returncode == 1  # nothing listens on port 9
+    assert secret not in done.stdout + done.stderr
+    assert "appid=***" in done.stdout + done.stderr
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        dump = "\n".join(db.iterdump())
+    assert secret not in dump
+    assert "podium_runs" in dump

@@ -97,6 +97,9 @@ CASES: list[tuple[str, object, list[str], str]] = [
         '[[pipelines.p.stages]]\nname = "save"',
         '[[pipelines.p.stages]]\nname = "c"\nkind = "transform"\ncoerce = { id = "decimal" }\n\n'
         '[[pipelines.p.stages]]\nname = "save"'), [], "coerce.id: Input should be"),
+    ("base_url without a scheme", replace('base_url = "http://127.0.0.1:9"',
+                                          'base_url = "127.0.0.1:9"'), [],
+     "connectors.api.base_url: must start with http:// or https://"),
     ("unknown auth type", lambda t: config(
         t, connector_extra='auth = { type = "kerberos" }'), [], "connectors.api.auth"),
     ("unknown pipeline", lambda t: config(t), ["--override-pipeline", "nope"],

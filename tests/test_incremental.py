@@ -13,7 +13,7 @@ from aiohttp import web
 
 from connectors import ConnectorConfig, HttpConnector
 from orchestrator import load_config, open_database, run, run_pipeline
-from pipeline import Fetch, Pipeline, Record, Store, Transform
+from pipeline import Check, Fetch, Pipeline, Record, Store, Transform
 
 from .servers import Seen
 
@@ -236,3 +236,30 @@ incremental = { cursor = "updated_at", param = "since" }
         f"{path}: pipelines.inc.stages[0].incremental.cursor_field: missing required key "
         "'cursor_field' (and 1 more)"
     )
+
+
+async def test_a_record_lost_downstream_does_not_advance(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """The fetch itself is fine, but a dropping check loses a record before the store:
+    the run is partial and the mark stays, so the next run asks for the record again."""
+    events = [event(i) for i in range(1, 6)]
+    app, seen = events_app(events)
+    base = await serve(app)
+    api = HttpConnector("api", ConnectorConfig(kind="http", base_url=base))
+    fetch = incremental_pipeline().stages[0]
+    lossy = Pipeline(
+        name="inc",
+        stages=[
+            fetch,
+            Check(name="not3", expect="id != `3`", severity="warn", drop=True),
+            Store(name="save", table="events", key=["id"]),
+        ],
+    )
+    first = await run(lossy, [api], database=sqlite_url)
+    assert first.status == "partial"
+    assert stored_ids(sqlite_url) == [1, 2, 4, 5]
+    second = await run(incremental_pipeline(), [api], database=sqlite_url)
+    assert second.status == "ok"
+    assert seen.log[-1]["since"] is None  # the mark never moved: the whole window again
+    assert stored_ids(sqlite_url) == [1, 2, 3, 4, 5]

@@ -165,13 +165,13 @@ def test_group_by_and_merge_accumulators() -> None:
         name="g",
         group_by=["k"],
         metrics={"n": "count", "s": "sum:v", "lo": "min:v", "hi": "max:v", "mean": "avg:v"},
-    ).accumulator()
+    ).accumulator(("src",))
     g.add([{"k": "a", "v": 1}, {"k": "a", "v": 3}, {"k": "b", "v": None}, {"k": "b", "v": 5}])
     assert sorted(g.results(), key=lambda r: r["k"]) == [
         {"k": "a", "n": 2, "s": 4, "lo": 1, "hi": 3, "mean": 2.0},
         {"k": "b", "n": 2, "s": 5, "lo": 5, "hi": 5, "mean": 5.0},
     ]
-    m = Aggregate(name="m", merge_on="city", how="inner", **{"from": ["w", "a"]}).accumulator()
+    m = Aggregate(name="m", merge_on="city", how="inner").accumulator(("w", "a"))
     m.add("w", [{"city": "x", "t": 1}, {"city": "y", "t": 2}])
     m.add("a", [{"city": "x", "pm": 9}])
     assert m.results() == [{"city": "x", "t": 1, "pm": 9}]

@@ -54,7 +54,7 @@ async def test_checks_on_records_responses_and_the_run(
             Check(name="small_ids", **{"from": "items"}, expect="id < `40`", severity="warn",
                   drop=True),
             Store(name="save", table="items", key="id"),
-            Check(name="enough", on="run", **{"from": "small_ids"},
+            Check(name="enough", on="run",
                   expect="stages.save.out >= `40`"),
         ],
     )  # fmt: skip
