@@ -139,8 +139,15 @@ class OAuth2ClientCredentials(_AuthBase):
     # form fields (client_secret_post).
     client_auth: Literal["body", "basic"] = "body"
     # Renew this many seconds before the token's stated expiry, so no request carries a
-    # token that expires in flight.
+    # token that expires in flight. A token that lives less than twice the margin is
+    # renewed half-way through its life instead: it is still reused, never refetched
+    # for every request.
     expiry_margin: float = Field(default=30.0, ge=0)
+
+    def _margin(self, expires_in: float) -> float:
+        """How long before the stated expiry to renew: the configured margin, but at most
+        half the token's life, so a short-lived token still serves many requests."""
+        return min(self.expiry_margin, expires_in / 2)
 
     def _basic(self) -> str:
         raw = f"{self.client_id}:{self.client_secret.get_secret_value()}".encode()
@@ -172,12 +179,13 @@ class OAuth2ClientCredentials(_AuthBase):
         expires_in = body.get("expires_in")
         try:
             seconds = None if expires_in in (None, "") else float(expires_in)
-
+            if seconds is not None and seconds != seconds:  # NaN
+                raise ValueError
         except (TypeError, ValueError):
             raise ResponseError(
                 f"the token response's expires_in {expires_in!r} is not a number"
             ) from None
-        lifetime = None if seconds is None else max(0.0, seconds - self.expiry_margin)
+        lifetime = None if seconds is None else max(0.0, seconds - self._margin(seconds))
         return Credential(token, lifetime, (token, f"Bearer {token}"))
 
     def secrets(self) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from pipeline import Fetch, PipelineError, Record, ResponseError, render_tree
 
@@ -43,6 +43,7 @@ class ConnectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
+    # Prefixed to every fetch path; empty when the paths are absolute URLs.
     base_url: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     auth: AuthConfig | None = None
@@ -50,6 +51,13 @@ class ConnectorConfig(BaseModel):
     connect_timeout: float | None = Field(default=10.0, gt=0)
     concurrency: int = Field(default=16, ge=1, le=10_000)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/") if value.endswith("/") else value
 
 
 _paginator_adapter: TypeAdapter[Any] = TypeAdapter(PaginatorConfig)
@@ -118,7 +126,12 @@ class Connector:
     def build_request(self, fetch: Fetch, values: dict[str, Any]) -> Request:
         """The first request of a fetch for one fan-out item (``values`` fills templates)."""
         path = fetch.path_template.render(values, quote=_quote_path)
-        url = path if path.startswith(("http://", "https://")) else self.config.base_url + path
+        if path.startswith(("http://", "https://")):
+            url = path
+        elif not path or path.startswith(("/", "?")):
+            url = self.config.base_url + path
+        else:
+            url = f"{self.config.base_url}/{path}"
         params = render_tree(fetch.params, values) if fetch.params else {}
         headers = render_tree(fetch.headers, values) if fetch.headers else {}
         body = render_tree(fetch.body, values) if fetch.body is not None else None
@@ -126,6 +139,9 @@ class Connector:
 
     # -- responses -------------------------------------------------------------------------
     def records(self, fetch: Fetch, response: Response) -> list[Record]:
+        """The response's records: an object is one record; in a list, every object is a
+        record and every other item (a number, a string, a list, null) becomes
+        ``{"value": item}``, wherever it stands in the list."""
         data = response.json()
         expr = fetch.records_expr
         if expr is not None:
@@ -135,9 +151,8 @@ class Connector:
         if isinstance(data, dict):
             return [data]
         if isinstance(data, list):
-            if data and not isinstance(data[0], dict):
-                return [r if isinstance(r, dict) else {"value": r} for r in data]
-            return data
+            # Every item is checked: a list that starts with objects may still hold others.
+            return [r if isinstance(r, dict) else {"value": r} for r in data]
         raise ResponseError(f"expected records (an object or a list), got {type(data).__name__}")
 
 

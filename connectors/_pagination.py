@@ -10,6 +10,16 @@ orchestrator sends them concurrently, within the connector's limits. Cursor and 
 chains cannot be known ahead, so they stay sequential.
 
 Configured as ``paginate = { type = "...", ... }`` on a fetch stage.
+
+Paginators that follow links the API sends (``next_url``, ``link_header``) only follow
+them to the origin (scheme, host and port) of the response that carried them: the
+session's headers, among them its Authorization or API key, go with every request, so a
+link to another host would hand that host the credential. ``allow_other_hosts = true``
+lifts the rule for an API that really pages across hosts.
+
+Totals read from a response (``total_pages``, ``total``) must be whole numbers (a JSON
+number or a numeric string); anything else is a ``ResponseError`` naming the expression
+and the value, recorded as a bad response like any other unusable body.
 """
 
 from __future__ import annotations
@@ -17,15 +27,48 @@ from __future__ import annotations
 import math
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from pipeline import Expr, truthy
+from pipeline import Expr, ResponseError, truthy
 
 from ._messages import Request, Response
 
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?next"?', re.IGNORECASE)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, with the scheme's default port made explicit."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ResponseError(f"next page link {url!r} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port if port is not None else _DEFAULT_PORTS.get(scheme, '')}"
+
+
+def _count(expression: str, value: Any) -> int:
+    """A total read from a response by ``expression``, as a non-negative whole number."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        raise ResponseError(
+            f"paginate expression {expression!r} gave {value!r}, not a whole number of "
+            "pages or records"
+        )
+    return number
 
 
 class _Paginator(BaseModel):
@@ -78,7 +121,30 @@ class SinglePage(_Paginator):
         return None
 
 
-class NextUrl(_Paginator):
+class _FollowsLinks(_Paginator):
+    """A paginator whose next request is a URL the API sent."""
+
+    # Follow next links to another origin than the response's (they would carry the
+    # session's credentials there); off unless the paginate table opts in.
+    allow_other_hosts: bool = False
+
+    def follow(self, request: Request, response: Response, link: str) -> Request:
+        url = urljoin(response.url, link)
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise ResponseError(f"next page link {link!r} is not an http(s) URL")
+        if not self.allow_other_hosts:
+            here, there = _origin(response.url), _origin(url)
+            if here != there:
+                raise ResponseError(
+                    f"next page link goes to {there}, another origin than the response's "
+                    f"{here}; set allow_other_hosts = true in paginate to follow it"
+                )
+        # The next URL carries its own query string; the first request's params would clash.
+        return Request(request.method, url, {}, request.headers)
+
+
+class NextUrl(_FollowsLinks):
     """The body carries the next page's URL (absolute or relative) at ``path``."""
 
     type: Literal["next_url"]
@@ -88,11 +154,10 @@ class NextUrl(_Paginator):
         url = Expr(self.path).search(response.json())
         if not url:
             return None
-        # The next URL carries its own query string; the first request's params would clash.
-        return Request(request.method, urljoin(response.url, str(url)), {}, request.headers)
+        return self.follow(request, response, str(url))
 
 
-class LinkHeader(_Paginator):
+class LinkHeader(_FollowsLinks):
     """RFC 8288 ``Link: <...>; rel="next"``, as GitHub and many others send it."""
 
     type: Literal["link_header"]
@@ -101,7 +166,7 @@ class LinkHeader(_Paginator):
         match = _LINK_NEXT.search(response.headers.get("Link", ""))
         if match is None:
             return None
-        return Request(request.method, urljoin(response.url, match.group(1)), {}, request.headers)
+        return self.follow(request, response, match.group(1))
 
 
 class PageNumber(_Paginator):
@@ -139,11 +204,11 @@ class PageNumber(_Paginator):
         if self.total_pages is not None:
             total = Expr(self.total_pages).search(response.json())
             if total is not None:
-                self._total = int(total)
+                self._total = _count(self.total_pages, total)
         elif self.total is not None and self.page_size is not None:
             total = Expr(self.total).search(response.json())
             if total is not None:
-                self._total = math.ceil(int(total) / self.page_size)
+                self._total = math.ceil(_count(self.total, total) / self.page_size)
 
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         self._read_total(response)
@@ -179,7 +244,7 @@ class Offset(_Paginator):
         if self.total is not None:
             total = Expr(self.total).search(response.json())
             if total is not None:
-                self._total = int(total)
+                self._total = _count(self.total, total)
         self._offset += self.limit
         if self._total is not None and self._offset >= self._total:
             return None

@@ -36,7 +36,7 @@ class TokenServer:
     issued: list[str] = field(default_factory=list)
     valid: set[str] = field(default_factory=set)
     revoke_after: int | None = None  # revoke every token when this many data requests came
-    expires_in: int = 3600
+    expires_in: float = 3600
     forms: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -156,23 +156,54 @@ async def test_a_401_burst_triggers_exactly_one_refresh(
     assert CLIENT_SECRET not in text
 
 
-async def test_an_expired_token_is_not_reused(serve: Callable[..., Any], sqlite_url: str) -> None:
-    """A token that expires within the safety margin counts as expired at once."""
-    state = TokenServer(expires_in=10)
-    base = await serve(oauth_app(state, delay=0))
-    api = connector(base, margin=10)
-    one_at_a_time = Pipeline(
+def one_at_a_time(n: int) -> Pipeline:
+    return Pipeline(
         name="oauth",
         stages=[
             Fetch(
-                name="data", connector="api", for_each={"range": [0, 3]}, as_="n", path="/data/{n}"
+                name="data", connector="api", for_each={"range": [0, n]}, as_="n", path="/data/{n}"
             )
         ],
     )
+
+
+async def test_an_expired_token_is_not_reused(serve: Callable[..., Any], sqlite_url: str) -> None:
+    """A token that is already expired when it arrives serves one request only."""
+    state = TokenServer(expires_in=0)
+    base = await serve(oauth_app(state, delay=0))
+    api = connector(base, margin=10)
     api = HttpConnector("api", api.config.model_copy(update={"concurrency": 1}))
-    result = await run(one_at_a_time, [api], database=sqlite_url)
+    result = await run(one_at_a_time(3), [api], database=sqlite_url)
     assert result.status == "ok", result.run.error
     assert state.token_requests == 3
+
+
+async def test_a_token_shorter_than_the_margin_is_still_shared(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """expires_in 20 s under the default 30 s margin: renewed half-way through its life
+    (after 10 s), not before every request, so 60 concurrent calls still share one token
+    fetch instead of queueing on the token lock one by one."""
+    state = TokenServer(expires_in=20)
+    base = await serve(oauth_app(state))
+    result = await run(pipeline(60), [connector(base)], database=sqlite_url)
+    assert result.status == "ok", result.run.error
+    assert result.run.stored == 60
+    assert state.token_requests == 1
+    assert state.data_requests == 60
+
+
+async def test_a_short_lived_token_is_renewed_half_way(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """expires_in 0.4 s: usable for 0.2 s; 4 sequential calls of 0.15 s each outlive it."""
+    state = TokenServer(expires_in=0.4)
+    base = await serve(oauth_app(state, delay=0.15))
+    api = HttpConnector("api", connector(base).config.model_copy(update={"concurrency": 1}))
+    result = await run(one_at_a_time(4), [api], database=sqlite_url)
+    assert result.status == "ok", result.run.error
+    assert state.token_requests >= 2
+    assert state.unauthorized == 0
 
 
 async def test_a_refused_client_fails_with_one_token_request_and_no_secret(

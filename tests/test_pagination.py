@@ -18,7 +18,7 @@ from aiohttp import web
 
 from connectors import ConnectorConfig, HttpConnector
 from orchestrator import run
-from pipeline import Fetch, Pipeline, Store
+from pipeline import Fetch, Pipeline, RunPolicy, Store
 
 from .servers import Seen
 
@@ -298,3 +298,233 @@ def test_a_bad_paginate_table_names_the_key_and_the_types() -> None:
     with pytest.raises(Exception, match="'total' counts records: give 'page_size'") as info:
         api.check_fetch(fetch)
     assert "types: none, next_url, link_header, page_number, offset, cursor" in str(info.value)
+
+
+# -- an API that answers something a paginator cannot use --------------------------------
+
+
+async def run_paging(
+    base: str,
+    sqlite_url: str,
+    paginate: dict[str, Any],
+    *,
+    path: str = "/items",
+    records: str | None = "items",
+    carry: dict[str, str] | None = None,
+    for_each: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = None,
+) -> tuple[Any, list[tuple[Any, ...]]]:
+    """Run fetch → store with a ratio policy that lets a failed request leave the run
+    partial; returns the result and the stored rows."""
+    config = ConnectorConfig(kind="http", base_url=base, auth=auth)
+    fan_out: dict[str, Any] = {"for_each": for_each, "as": "page"} if for_each else {}
+    pipeline = Pipeline(
+        name="paging",
+        policy=RunPolicy(max_failed_ratio=1.0),
+        stages=[
+            Fetch(
+                name="items",
+                connector="api",
+                path=path,
+                records=records,
+                paginate=paginate,
+                carry=carry or {},
+                **fan_out,
+            ),
+            Store(name="save", table="items", key=["page", "value"] if carry else ["id"]),
+        ],
+    )
+    result = await run(pipeline, [HttpConnector("api", config)], database=sqlite_url)
+    with sqlite3.connect(Path(sqlite_url.removeprefix("sqlite:///"))) as db:
+        table = "page, value" if carry else "id"
+        rows = db.execute(f"select {table} from items order by {table}").fetchall()
+    return result, rows
+
+
+def stated_total_app(field: str, value: Any) -> web.Application:
+    """Pages of 5 records whose first page states ``field`` as ``value``."""
+    app = web.Application()
+
+    async def items(request: web.Request) -> web.Response:
+        start = int(request.query.get("offset", 0))
+        if "page" in request.query:
+            start = (int(request.query["page"]) - 1) * PER
+        body: dict[str, Any] = {"items": DATA[start : start + PER], field: value}
+        return web.json_response(body)
+
+    app.router.add_get("/items", items)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("paginate", "field", "value"),
+    [
+        ({"type": "page_number", "total_pages": "pages"}, "pages", "lots"),
+        ({"type": "page_number", "total": "total", "page_size": PER}, "total", "n/a"),
+        ({"type": "page_number", "total_pages": "total_pages"}, "total_pages", 2.5),
+        ({"type": "offset", "limit": PER, "total": "total"}, "total", {"count": 23}),
+        ({"type": "offset", "limit": PER, "total": "total"}, "total", True),
+        ({"type": "offset", "limit": PER, "total": "total"}, "total", -1),
+    ],
+    ids=["total_pages text", "total text", "fraction", "object", "boolean", "negative"],
+)
+async def test_a_total_that_is_not_a_number_is_a_bad_response(
+    paginate: dict[str, Any], field: str, value: Any, serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """Not an internal error with a traceback: the first page's records are kept, the
+    chain ends with a bad_response event naming the expression and the value, and the
+    run goes on to be judged by its policy."""
+    result, rows = await run_paging(
+        await serve(stated_total_app(field, value)), sqlite_url, paginate
+    )
+    assert result.status == "partial", result.run.error
+    assert rows == [(i,) for i in range(PER)]
+    assert [e.kind for e in result.events] == ["bad_response"]
+    expression = paginate.get("total_pages") or paginate["total"]
+    assert f"paginate expression {expression!r} gave {value!r}" in result.events[0].message
+    assert "not a whole number" in result.events[0].message
+
+
+async def test_numeric_text_and_whole_floats_still_count(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    for paginate, field, value in [
+        ({"type": "page_number", "total_pages": "total_pages"}, "total_pages", " 5 "),
+        ({"type": "offset", "limit": PER, "total": "total"}, "total", 23.0),
+    ]:
+        result, rows = await run_paging(
+            await serve(stated_total_app(field, value)), sqlite_url, paginate
+        )
+        assert result.status == "ok", result.run.error
+        assert result.events == []
+        assert rows == [(i,) for i in range(23)]
+
+
+# -- records: every item of a list is handled the same way --------------------------------
+
+
+async def test_non_object_items_anywhere_in_a_list_become_value_records(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """``[{...}, 5]`` used to pass the first-item check and break ``carry`` later."""
+    app = web.Application()
+
+    async def mixed(request: web.Request) -> web.Response:
+        return web.json_response([{"value": 1}, 2, {"value": 3}, 4])
+
+    app.router.add_get("/mixed/{page}", mixed)
+    result, rows = await run_paging(
+        await serve(app),
+        sqlite_url,
+        {"type": "none"},
+        path="/mixed/{page}",
+        records=None,
+        carry={"page": "page"},
+        for_each={"range": [0, 2]},
+    )
+    assert result.status == "ok", result.run.error
+    assert result.events == []
+    assert rows == [(page, value) for page in (0, 1) for value in (1, 2, 3, 4)]
+
+
+# -- next links stay on the origin they came from -----------------------------------------
+
+TOKEN = "paging-secret-token"
+
+
+def linking_app(other: str, style: str) -> tuple[web.Application, Seen]:
+    """Page 1 here links page 2 at ``other`` (in the body and in a Link header)."""
+    seen = Seen()
+    app = web.Application()
+
+    async def items(request: web.Request) -> web.Response:
+        seen.requests += 1
+        seen.log.append({"path": request.path, "auth": request.headers.get("Authorization")})
+        page = int(request.query.get("page", "1"))
+        if page > 1:
+            return web.json_response({"items": DATA[PER : 2 * PER], "next": None})
+        link = f"{other}/items?page=2"
+        headers = {"Link": f'<{link}>; rel="next"'} if style == "link_header" else {}
+        return web.json_response({"items": DATA[:PER], "next": link}, headers=headers)
+
+    app.router.add_get("/items", items)
+    return app, seen
+
+
+def paginate_style(style: str, **extra: Any) -> dict[str, Any]:
+    base = {"type": "next_url", "path": "next"} if style == "next_url" else {"type": style}
+    return {**base, **extra}
+
+
+@pytest.mark.parametrize("style", ["next_url", "link_header"])
+async def test_a_next_link_to_another_origin_is_refused(
+    style: str, serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """The session's Authorization header would go with the request: it never leaves."""
+    elsewhere, elsewhere_seen = linking_app("unused", style)
+    other = await serve(elsewhere)  # the same host on another port: another origin
+    app, seen = linking_app(other, style)
+    here = await serve(app)
+    result, rows = await run_paging(
+        here,
+        sqlite_url,
+        paginate_style(style),
+        auth={"type": "bearer", "token": TOKEN},
+    )
+    assert elsewhere_seen.requests == 0
+    assert seen.log == [{"path": "/items", "auth": f"Bearer {TOKEN}"}]
+    assert rows == [(i,) for i in range(PER)]
+    assert result.status == "partial"
+    [event] = result.events
+    assert event.kind == "bad_response"
+    assert f"next page link goes to {other}, another origin than the response's {here};" in (
+        event.message
+    )
+    assert "allow_other_hosts = true" in event.message
+    assert TOKEN not in event.message
+
+
+@pytest.mark.parametrize("style", ["next_url", "link_header"])
+async def test_allow_other_hosts_follows_a_link_to_another_origin(
+    style: str, serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    elsewhere, elsewhere_seen = linking_app("unused", style)
+    other = await serve(elsewhere)
+    app, seen = linking_app(other, style)
+    here = await serve(app)
+    result, rows = await run_paging(
+        here,
+        sqlite_url,
+        paginate_style(style, allow_other_hosts=True),
+        auth={"type": "bearer", "token": TOKEN},
+    )
+    assert result.status == "ok", result.run.error
+    assert result.events == []
+    assert seen.requests == 1
+    assert elsewhere_seen.log == [{"path": "/items", "auth": f"Bearer {TOKEN}"}]
+    assert rows == [(i,) for i in range(2 * PER)]
+
+
+async def test_a_non_http_next_link_is_refused_even_when_other_hosts_are_allowed(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    app, seen = linking_app("file:///etc", "next_url")
+    result, rows = await run_paging(
+        await serve(app), sqlite_url, paginate_style("next_url", allow_other_hosts=True)
+    )
+    assert seen.requests == 1
+    assert rows == [(i,) for i in range(PER)]
+    [event] = result.events
+    assert event.kind == "bad_response"
+    assert "next page link 'file:///etc/items?page=2' is not an http(s) URL" in event.message
+
+
+def test_allow_other_hosts_is_only_for_paginators_that_follow_links() -> None:
+    api = HttpConnector("api", ConnectorConfig(kind="http"))
+    fetch = Fetch(
+        name="items",
+        connector="api",
+        paginate={"type": "cursor", "path": "next", "allow_other_hosts": True},
+    )
+    with pytest.raises(Exception, match="allow_other_hosts"):
+        api.check_fetch(fetch)

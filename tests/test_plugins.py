@@ -8,13 +8,20 @@ that installs, passes its own test and shows up in ``podium connectors``.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
+import importlib.util
 import os
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
-import tomllib
+import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from pipeline import PluginError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "podium-example-connector"
+EXAMPLE_DIST = "podium-example-connector"
 PODIUM = Path(sys.executable).with_name("podium")
 
 
@@ -40,19 +48,101 @@ def pip(*args: str) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def example_plugin() -> str:
-    """Install the example plugin into this environment (once; again when its version
-    changes), the way a user would: a regular pip install, not a path hack."""
-    wanted = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["version"]
+def builds_without_isolation() -> bool:
+    """Whether this environment can build the example itself: setuptools >= 64 (its
+    ``build-system.requires``), plus ``wheel`` for a setuptools older than 70.1, which
+    does not build wheels on its own. Then pip need not download build requirements."""
     try:
-        installed: str | None = version("podium-example-connector")
+        found = version("setuptools")
     except PackageNotFoundError:
-        installed = None
-    if installed != wanted:
-        pip("install", "--no-deps", str(EXAMPLE))
-        importlib.invalidate_caches()
-    return "ndjson"
+        return False
+    release = tuple(int(n) for n in re.findall(r"\d+", found)[:2])
+    if release < (64,):
+        return False
+    return release >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
+def pip_install(package: Path) -> None:
+    """A regular, non-editable install of ``package`` from a fresh copy of it.
+
+    Force-reinstalled, so an edit without a version bump is never served stale; built
+    from a copy, so the checkout gets no ``build/`` or ``*.egg-info`` (nor reuses stale
+    ones); without build isolation when the environment has the build tools, so pip
+    need not download them each run."""
+    with tempfile.TemporaryDirectory(prefix="podium-build-") as tmp:
+        source = Path(tmp) / package.name
+        shutil.copytree(
+            package, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+        )
+        install = ("install", "--no-deps", "--force-reinstall", str(source))
+        if builds_without_isolation():
+            try:
+                pip(*install, "--no-build-isolation")
+            except subprocess.CalledProcessError:
+                pip(*install)  # the local build tools fell short: let pip fetch its own
+        else:
+            pip(*install)
+    importlib.invalidate_caches()
+
+
+def pip_uninstall(dist: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", dist],
+        capture_output=True,
+        timeout=120,
+    )
+    importlib.invalidate_caches()
+
+
+def installed(dist: str) -> bool:
+    importlib.invalidate_caches()
+    try:
+        version(dist)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+@contextmanager
+def shared_install(package: Path, dist: str) -> Iterator[None]:
+    """``package`` installed while any test session in this environment uses it.
+
+    Several sessions may share the environment (the suite run twice at once): each
+    holds a shared lock on a file in it while it uses the package; a session that finds
+    no other user installs it afresh, and the last one out uninstalls it."""
+    lock = (Path(sys.prefix) / f".{dist}.lock").open("a")
+    try:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # In use, or being installed or removed by another session: wait that out.
+                fcntl.flock(lock, fcntl.LOCK_SH)
+                if installed(dist):
+                    break
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                time.sleep(0.1)
+            else:
+                pip_install(package)
+                fcntl.flock(lock, fcntl.LOCK_SH)
+                break
+        yield
+    finally:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another session still uses it; the last one out uninstalls
+        else:
+            pip_uninstall(dist)
+        lock.close()
+
+
+@pytest.fixture(scope="session")
+def example_plugin() -> Iterator[str]:
+    """The example plugin, installed into this environment the way a user would (a
+    regular pip install, not a path hack) for this session, and removed after it."""
+    with shared_install(EXAMPLE, EXAMPLE_DIST):
+        yield "ndjson"
 
 
 def ndjson_app() -> web.Application:
@@ -271,7 +361,7 @@ def test_a_new_skeleton_installs_passes_its_test_and_is_listed(
     assert again.returncode == 2
     assert "already exists" in again.stderr
 
-    pip("install", "--no-deps", str(package))
+    pip_install(package)
     tested = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=package,
@@ -291,3 +381,75 @@ def test_a_new_skeleton_installs_passes_its_test_and_is_listed(
     row = next(line for line in listing.stdout.splitlines() if "demo-x" in line)
     assert "podium-demo-x" in row
     assert "api_version = 'v1'" in row
+
+
+def write_probe(root: Path, kind: str, answer: str) -> tuple[Path, str]:
+    """A one-module plugin package for ``kind`` whose class says ``answer``; returns its
+    directory and distribution name."""
+    dist = f"podium-{kind}".replace("_", "-")
+    module_name = dist.replace("-", "_")
+    package = root / dist
+    module = package / module_name
+    module.mkdir(parents=True, exist_ok=True)
+    (package / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{dist}"\nversion = "1.0"\n\n'
+        '[project.entry-points."podium.connectors"]\n'
+        f'{kind} = "{module_name}:Probe"\n\n'
+        f'[tool.setuptools]\npackages = ["{module_name}"]\n',
+        encoding="utf-8",
+    )
+    (module / "__init__.py").write_text(
+        "from connectors import Connector\n\n\n"
+        f"class Probe(Connector):\n    kind = {kind!r}\n    ANSWER = {answer!r}\n",
+        encoding="utf-8",
+    )
+    return package, dist
+
+
+def podium_connectors() -> str:
+    listing = subprocess.run(
+        [str(PODIUM), "connectors"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+        timeout=60,
+    )
+    assert listing.returncode == 0, listing.stderr
+    return listing.stdout
+
+
+@pytest.mark.timeout(400)
+def test_an_installed_plugin_is_never_stale_and_is_removed_afterwards(tmp_path: Path) -> None:
+    """What ``example_plugin`` relies on: an edit without a version bump is installed
+    anew; a session leaving while another still uses the package leaves it installed;
+    the last one out uninstalls it, so the environment does not keep listing its kind."""
+    kind = f"probe_{uuid.uuid4().hex[:8]}"  # its own, should the suite run twice at once
+    package, dist = write_probe(tmp_path, kind, "first")
+    try:
+        with shared_install(package, dist):
+            assert kind in podium_connectors()
+            with shared_install(package, dist):  # a second session, at the same time
+                assert installed(dist)
+            assert installed(dist)  # the first session still uses it
+
+            write_probe(tmp_path, kind, "second")  # same version 1.0
+            pip_install(package)
+            answer = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"from connectors import connector_class; "
+                    f"print(connector_class({kind!r}).ANSWER)",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert answer.stdout.strip() == "second", answer.stderr
+        assert not installed(dist)
+        assert kind not in podium_connectors()
+    finally:
+        pip_uninstall(dist)
+        (Path(sys.prefix) / f".{dist}.lock").unlink(missing_ok=True)
