@@ -4,12 +4,13 @@ Layering: jobs → orchestrator → connectors → pipeline. APScheduler (pinned
 imported by ``jobs._adapter`` only.
 """
 
-from ._control import fetch_statuses, live_daemons, reload_daemons
+from ._control import NodeIdInUse, fetch_statuses, live_daemons, reload_daemons, request_reload
 from ._daemon import Daemon, run_daemon
 from ._models import Plan, Schedule, SchedulerSettings, build_plan, parse_duration
 
 __all__ = [
     "Daemon",
+    "NodeIdInUse",
     "Plan",
     "Schedule",
     "SchedulerSettings",
@@ -18,5 +19,6 @@ __all__ = [
     "live_daemons",
     "parse_duration",
     "reload_daemons",
+    "request_reload",
     "run_daemon",
 ]

@@ -1,24 +1,48 @@
-"""How the CLI finds running daemons: one small JSON file per node, beside the config.
+"""How the CLI finds running daemons, and how a node id is held by one daemon at a time.
 
-``<config dir>/<runtime_dir>/daemon-<node id>.json`` holds the pid, node id and the
-endpoint's address; the daemon writes it once its endpoint listens and removes it on
-exit. ``podium reload`` sends SIGHUP to each live pid; ``podium status`` reads /status.
+Beside the config, in ``<config dir>/<runtime_dir>/``, each node has two files:
+
+``daemon-<node id>.lock``
+    Held with an exclusive ``flock`` for the daemon's whole life, taken before it touches
+    the run table. A second daemon with the same node id cannot take it and refuses to
+    start; the kernel releases it when the holder dies, even by ``kill -9``, so a restart
+    needs no clean-up. The file itself stays (deleting a lock file others may have open
+    lets two holders in).
+``daemon-<node id>.json``
+    The pid, node id, endpoint address and a random ``instance`` token; written once the
+    endpoint listens, removed on exit, left behind by ``kill -9``.
+
+The runtime file is only a hint. ``podium reload`` and ``podium status`` trust a daemon
+only after its endpoint answers ``/status`` with the same node id and instance token; a
+file whose endpoint refuses the connection or answers as someone else is stale and is
+removed. Nothing here sends a signal: a pid read from a file may have been reused by
+any process since.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import os
-import signal
+import secrets
 import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from pipeline import PodiumError
+from pipeline import ConfigError, PodiumError
 
 DEFAULT_RUNTIME_DIR = ".podium"
+STATUS_TIMEOUT = 5.0  # seconds for /status to answer
+RELOAD_TIMEOUT = 60.0  # a reload reconciles schedules, possibly in PostgreSQL
+
+
+class NodeIdInUse(ConfigError):
+    """Another live daemon already holds this node id (a usage error: exit 2)."""
 
 
 def runtime_dir(config_path: Path, configured: str | None = None) -> Path:
@@ -37,6 +61,15 @@ def runtime_file(directory: Path, node_id: str) -> Path:
     return directory / f"daemon-{node_id}.json"
 
 
+def lock_file(directory: Path, node_id: str) -> Path:
+    return directory / f"daemon-{node_id}.lock"
+
+
+def new_instance() -> str:
+    """A token naming one daemon process's life; its endpoint echoes it in /status."""
+    return secrets.token_hex(8)
+
+
 def write_runtime(path: Path, info: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -44,61 +77,167 @@ def write_runtime(path: Path, info: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _alive(pid: int) -> bool:
+@contextlib.contextmanager
+def hold_node(directory: Path, node_id: str) -> Iterator[Path]:
+    """Hold ``node_id``'s lock for the block; NodeIdInUse if a live daemon holds it."""
+    path = lock_file(directory, node_id)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise PodiumError(f"cannot create the lock file {path}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise NodeIdInUse(
+                f"node {node_id!r} is already running{pid} (it holds {path}); "
+                "stop it first, or give this daemon another --node-id"
+            ) from None
+        except OSError as exc:
+            raise PodiumError(f"cannot lock {path}: {exc.strerror}") from None
+        # For the message above only: the lock, not this pid, is what counts.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock (the kernel does the same on kill -9)
+
+
+@dataclass
+class _Survey:
+    """What the runtime files of one config lead to."""
+
+    directory: Path
+    live: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # info, /status
+    removed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _base_url(info: dict[str, Any]) -> str:
+    host = str(info.get("host") or "127.0.0.1")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{int(info['port'])}"
+
+
+def _remove_if_unchanged(path: Path, seen: bytes) -> bool:
+    """Remove a stale runtime file unless a new daemon has rewritten it meanwhile."""
+    try:
+        if path.read_bytes() != seen:
+            return False
+        path.unlink()
+    except OSError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
-def live_daemons(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:
-    """The daemons running for ``config_path`` (stale files of dead pids are ignored)."""
-    directory = runtime_dir(config_path)
-    found: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("daemon-*.json")):
+async def _survey(session: Any, config_path: Path, node_id: str | None) -> _Survey:
+    import aiohttp
+
+    survey = _Survey(runtime_dir(config_path))
+    for path in sorted(survey.directory.glob("daemon-*.json")):
         try:
-            info = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+            raw = path.read_bytes()
+            info = orjson.loads(raw)
+            name, instance, url = str(info["node_id"]), str(info["instance"]), _base_url(info)
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # not a runtime file this version wrote: leave it alone
+        if node_id is not None and name != node_id:
             continue
-        if node_id is not None and info.get("node_id") != node_id:
-            continue
-        if _alive(int(info.get("pid", 0))):
-            found.append(info)
-    if not found:
-        which = f"node {node_id!r}" if node_id else "any node"
-        raise PodiumError(
-            f"no running daemon for {which} of {config_path} (looked in {directory}; "
-            f"start one with: podium daemon --config {config_path})"
-        )
-    return found
+        try:
+            timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT)
+            async with session.get(f"{url}/status", timeout=timeout) as response:
+                doc = await response.json() if response.status == 200 else None
+        except TimeoutError:  # first: aiohttp's timeouts are connection errors too
+            survey.problems.append(
+                f"node {name!r} at {url} did not answer within {STATUS_TIMEOUT:g}s"
+            )
+            continue  # perhaps alive but busy: neither trusted nor removed
+        except (aiohttp.ClientConnectionError, OSError):
+            doc = None  # nothing listens there any more: the daemon is gone
+        except (aiohttp.ClientError, ValueError):
+            doc = None  # something answered, but not a daemon's /status
+        if isinstance(doc, dict) and doc.get("node_id") == name and doc.get("instance") == instance:
+            survey.live.append((info, doc))
+        elif _remove_if_unchanged(path, raw):
+            survey.removed += 1
+    return survey
+
+
+def _not_running(config_path: Path, node_id: str | None, survey: _Survey) -> PodiumError:
+    which = f"node {node_id!r} is not running" if node_id else "no daemon is running"
+    stale = f"; removed {survey.removed} stale runtime file(s)" if survey.removed else ""
+    again = f" --node-id {node_id}" if node_id else ""
+    return PodiumError(
+        f"{which} for {config_path} (looked in {survey.directory}{stale}; "
+        f"start one with: podium daemon --config {config_path}{again})"
+    )
+
+
+def _session(timeout: float) -> Any:
+    import aiohttp
+
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+
+
+async def live_daemons(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:
+    """The daemons of ``config_path`` whose endpoints answer as themselves (their /status)."""
+    async with _session(STATUS_TIMEOUT) as session:
+        survey = await _survey(session, Path(config_path), node_id)
+    if survey.problems:
+        raise PodiumError("; ".join(survey.problems))
+    if not survey.live:
+        raise _not_running(Path(config_path), node_id, survey)
+    return [doc for _info, doc in survey.live]
+
+
+async def request_reload(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:
+    """``POST /reload`` to each verified daemon of ``config_path``; the ones that reloaded.
+
+    Any daemon that did not answer or rejected the new config makes this raise one
+    PodiumError naming them all, after the others have reloaded.
+    """
+    import aiohttp
+
+    config_path = Path(config_path)
+    done: list[dict[str, Any]] = []
+    async with _session(RELOAD_TIMEOUT) as session:
+        survey = await _survey(session, config_path, node_id)
+        if not survey.live and not survey.problems:
+            raise _not_running(config_path, node_id, survey)
+        problems = survey.problems
+        for info, doc in survey.live:
+            name, url = doc["node_id"], f"{_base_url(info)}/reload"
+            try:
+                params = {"instance": info["instance"]}
+                async with session.post(url, params=params) as response:
+                    answer = await response.json()
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                problems.append(f"node {name!r} at {url} did not answer ({type(exc).__name__})")
+                continue
+            if isinstance(answer, dict) and answer.get("reloaded") is True:
+                done.append({**doc, "pid": doc.get("pid", info.get("pid"))})
+            else:
+                reason = answer.get("error") if isinstance(answer, dict) else None
+                problems.append(f"node {name!r} rejected the reload: {reason or 'see its log'}")
+    if problems:
+        if done:
+            problems.append("reloaded: " + ", ".join(repr(d["node_id"]) for d in done))
+        raise PodiumError("; ".join(problems))
+    return done
 
 
 def reload_daemons(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:
-    """Send SIGHUP to each live daemon of ``config_path``; the ones signalled."""
-    daemons = live_daemons(config_path, node_id)
-    for info in daemons:
-        os.kill(int(info["pid"]), signal.SIGHUP)
-    return daemons
+    """``request_reload`` for synchronous callers (the CLI): the daemons that reloaded."""
+    import anyio
+
+    return anyio.run(functools.partial(request_reload, config_path, node_id), backend="asyncio")
 
 
 async def fetch_statuses(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:
-    """Each live daemon's /status document."""
-    import aiohttp
-
-    out: list[dict[str, Any]] = []
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for info in live_daemons(config_path, node_id):
-            url = f"http://{info['host']}:{info['port']}/status"
-            try:
-                async with session.get(url) as response:
-                    response.raise_for_status()
-                    out.append(await response.json())
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise PodiumError(
-                    f"daemon {info['node_id']!r} at {url} did not answer: {exc}"
-                ) from None
-    return out
+    """Each verified daemon's /status document."""
+    return await live_daemons(config_path, node_id)

@@ -23,7 +23,7 @@ from orchestrator import Database, Journal, load_config, open_database
 from pipeline import PodiumError, StoreError
 
 from ._adapter import Fire, SchedulerAdapter, lateness, missed_fire
-from ._control import runtime_dir, runtime_file, write_runtime
+from ._control import hold_node, new_instance, runtime_dir, runtime_file, write_runtime
 from ._http import Endpoint
 from ._metrics import Metrics
 from ._models import Plan, build_plan, check_node_id, default_node_id
@@ -39,6 +39,7 @@ class Daemon:
         settings = self.plan.settings
         self.node_id = check_node_id(node_id or settings.node_id or default_node_id())
         self.trigger = f"daemon:{self.node_id}"
+        self.instance = new_instance()
         self.metrics = Metrics()
         self.started_at = datetime.now(UTC)
         self.port: int | None = None
@@ -61,6 +62,14 @@ class Daemon:
                 "[scheduler] url is shared but [database] url is SQLite: nodes on other "
                 "machines cannot see each other's runs, so a fire may run once per machine"
             )
+        directory = runtime_dir(self.config_path, settings.runtime_dir)
+        # The node's lock comes first: a second daemon with this node id must stop here,
+        # before it marks the first one's runs interrupted or touches its files.
+        with hold_node(directory, self.node_id):
+            return await self._run_locked(directory, task_status)
+
+    async def _run_locked(self, directory: Path, task_status: Any) -> int:
+        settings = self.plan.settings
         async with open_database(self.plan.config.database.url) as database:
             self._database = database
             journal = Journal(database)
@@ -75,13 +84,12 @@ class Daemon:
             endpoint = Endpoint(
                 settings.host,
                 settings.port,
+                instance=self.instance,
                 status=self.status,
                 metrics=lambda: self.metrics.render(pool.running()),
-                reload=self.reload,
+                reload=self._reload,
             )
-            info_path = runtime_file(
-                runtime_dir(self.config_path, settings.runtime_dir), self.node_id
-            )
+            info_path = runtime_file(directory, self.node_id)
             async with anyio.create_task_group() as services:
                 services.start_soon(self._signals, services.cancel_scope, name="daemon:signals")
                 self.port = await services.start(endpoint.serve, name="daemon:http")
@@ -90,6 +98,7 @@ class Daemon:
                     {
                         "pid": os.getpid(),
                         "node_id": self.node_id,
+                        "instance": self.instance,
                         "host": settings.host,
                         "port": self.port,
                         "config": str(self.config_path.resolve()),
@@ -178,16 +187,20 @@ class Daemon:
 
     async def reload(self) -> bool:
         """Re-read the config; on any mistake keep the running plan and log one line."""
+        return await self._reload() is None
+
+    async def _reload(self) -> str | None:
+        """``reload``, answering why not (None: reloaded); POST /reload reports it."""
         async with self._reload_lock:
             adapter, pool = self._adapter, self._pool
             if adapter is None or pool is None or self._stopping.is_set():
-                return False
+                return "the daemon is starting or stopping"
             try:
                 plan = build_plan(load_config(self.config_path))
             except PodiumError as exc:
                 self.metrics.reloads["rejected"] += 1
                 logger.error("reload rejected, the running schedules stay: {}", exc)
-                return False
+                return str(exc)
             restart_only = [
                 key
                 for key in ("url", "node_id", "host", "port", "runtime_dir")
@@ -215,7 +228,7 @@ class Daemon:
                 changed,
                 len(old.keys() - plan.schedules.keys()),
             )
-            return True
+            return None
 
     async def status(self) -> dict[str, Any]:
         plan, pool, adapter = self.plan, self._pool, self._adapter
@@ -251,6 +264,7 @@ class Daemon:
             )
         return {
             "node_id": self.node_id,
+            "instance": self.instance,
             "pid": os.getpid(),
             "mode": "postgresql" if plan.settings.url else "memory",
             "started_at": _iso(self.started_at),

@@ -11,14 +11,24 @@ from anyio.abc import TaskStatus
 
 StatusFn = Callable[[], Awaitable[dict[str, Any]]]
 MetricsFn = Callable[[], str]
-ReloadFn = Callable[[], Awaitable[bool]]
+ReloadFn = Callable[[], Awaitable[str | None]]  # None: reloaded; else why not
 
 
 class Endpoint:
+    """``instance`` is the daemon's token: /status shows it and ``POST /reload?instance=``
+    must match it, so a client acting on a stale runtime file cannot reach another daemon."""
+
     def __init__(
-        self, host: str, port: int, *, status: StatusFn, metrics: MetricsFn, reload: ReloadFn
+        self,
+        host: str,
+        port: int,
+        *,
+        instance: str,
+        status: StatusFn,
+        metrics: MetricsFn,
+        reload: ReloadFn,
     ) -> None:
-        self.host, self.port = host, port
+        self.host, self.port, self.instance = host, port, instance
         self._status, self._metrics, self._reload = status, metrics, reload
 
     def app(self) -> web.Application:
@@ -55,6 +65,13 @@ class Endpoint:
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
-    async def _reload_view(self, _request: web.Request) -> web.Response:
-        ok = await self._reload()
-        return web.json_response({"reloaded": ok}, status=200 if ok else 422)
+    async def _reload_view(self, request: web.Request) -> web.Response:
+        expected = request.query.get("instance")
+        if expected is not None and expected != self.instance:
+            error = "instance mismatch: this is another daemon than the one asked for"
+            return web.json_response({"reloaded": False, "error": error}, status=409)
+        error = await self._reload()
+        return web.json_response(
+            {"reloaded": error is None, "instance": self.instance, "error": error},
+            status=200 if error is None else 422,
+        )

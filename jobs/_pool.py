@@ -9,12 +9,14 @@ cancelled run records ``interrupted`` before it lets go.
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import aiohttp
 import anyio
 from anyio.abc import TaskGroup
 from loguru import logger
@@ -25,6 +27,9 @@ from pipeline import Pipeline, PodiumError
 from ._adapter import Fire
 from ._metrics import Metrics
 from ._models import Plan
+
+# Network and OS failures: expected in a scheduled run, never a reason for a traceback.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 @dataclass(slots=True)
@@ -138,6 +143,7 @@ class RunPool:
                 scheduled_for=fire.scheduled_for,
                 stats=stats,
                 run_id=run_id,
+                secrets=self.plan.config.secrets,
             )
             status = result.status
         except DuplicateFire:
@@ -149,8 +155,17 @@ class RunPool:
             raise
         except PodiumError as exc:
             logger.error("fire {} could not start a run: {}", _at(fire), exc)
+        except _TRANSPORT_ERRORS as exc:
+            # Expected trouble that escaped as a raw library error. Its str/repr may carry
+            # request headers or URLs with credentials: the type name is all that is logged.
+            logger.error("fire {} failed: {}", _at(fire), type(exc).__name__)
         except Exception as exc:  # a bug in a run must not take the daemon down
-            logger.opt(exception=exc).error("fire {} failed with an internal error", _at(fire))
+            logger.error(
+                "fire {} failed with an internal error: {}\n{}",
+                _at(fire),
+                type(exc).__name__,
+                _frames(exc),
+            )
         finally:
             if status is not None:
                 seconds = time.perf_counter() - started
@@ -163,6 +178,12 @@ class RunPool:
                     seconds,
                     late * 1000,
                 )
+
+
+def _frames(exc: BaseException) -> str:
+    """Where a bug was raised: the stack's file/line/source only, never the exception's
+    value or locals (an exception's text can quote a request, headers included)."""
+    return "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__))).rstrip()
 
 
 def _at(fire: Fire) -> str:

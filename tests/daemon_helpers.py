@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import socket
 import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -99,8 +101,13 @@ class DaemonProcess:
     def send(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
 
+    def own_info(self) -> dict[str, Any] | None:
+        """The runtime file, once this process (not a killed predecessor) has written it."""
+        info = self.info()
+        return info if info is not None and info.get("pid") == self.pid else None
+
     async def wait_ready(self, within: float = 20) -> dict[str, Any]:
-        info = await wait_for(self.info, within, what=f"daemon {self.node_id} to start")
+        info = await wait_for(self.own_info, within, what=f"daemon {self.node_id} to start")
         await wait_for(
             lambda: "firing" in self.output(), within, what=f"daemon {self.node_id} to fire"
         )
@@ -119,11 +126,16 @@ class DaemonProcess:
         self.log.close()
 
 
-async def start_daemon(config: Path, node_id: str) -> DaemonProcess:
-    log_path = config.parent / f"daemon-{node_id}-{time.monotonic_ns()}.log"
+async def start_daemon(config: Path, node_id: str | None) -> DaemonProcess:
+    """``podium daemon`` in a subprocess; ``node_id=None`` leaves the default (host name)."""
+    from jobs._models import default_node_id
+
+    log_path = config.parent / f"daemon-{node_id or 'default'}-{time.monotonic_ns()}.log"
     log = log_path.open("wb")
+    flag = ["--node-id", node_id] if node_id is not None else []
+    node_id = node_id or default_node_id()
     process = await anyio.open_process(
-        [PODIUM, "daemon", "--config", str(config), "--node-id", node_id],
+        [PODIUM, "daemon", "--config", str(config), *flag],
         stdin=None,
         stdout=log,
         stderr=log,
@@ -144,6 +156,25 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await anyio.sleep(interval)
+
+
+async def podium(*args: str) -> tuple[int, str, str]:
+    """Run the ``podium`` CLI: exit code, stdout, stderr."""
+    result = await anyio.run_process([PODIUM, *args], check=False)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def steps(runs: list[Run]) -> list[timedelta]:
+    """The gaps between consecutive nominal fire times (``scheduled_for``)."""
+    times = [r.scheduled_for for r in runs]
+    return [b - a for a, b in itertools.pairwise(times)]  # type: ignore[operator]
 
 
 @dataclass
