@@ -9,16 +9,23 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import orjson
 import typer
 
-from pipeline import ConfigError, PipelineError, PluginError, PodiumError, RunNotFound
+from pipeline import ConfigError, PodiumError
 
+from ._cli_app import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    _console,
+    _err_console,
+    app,
+    user_errors,
+)
 from ._config import Config, load_config
 from ._database import open_database
 from ._journal import Journal
@@ -28,49 +35,6 @@ from ._stats import RunStats
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-app = typer.Typer(
-    name="podium",
-    help="Run API-aggregation pipelines: fetch → transform → check → store.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-USAGE_ERRORS = (ConfigError, PipelineError, PluginError, RunNotFound)
-F = TypeVar("F", bound=Callable[..., Any])
-
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="config file", envvar="PODIUM_CONFIG")
-]
-DEFAULT_CONFIG = Path("config.toml")
-
-
-def _console(*, stderr: bool = False) -> Console:
-    # rich is imported on first use: a --json run never needs it.
-    from rich.console import Console
-
-    return Console(stderr=stderr, soft_wrap=stderr)
-
-
-def _err_console() -> Console:
-    return _console(stderr=True)
-
-
-def user_errors(fn: F) -> F:
-    """Turn podium errors into one line on stderr and the right exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PodiumError as exc:
-            _err_console().print(f"[red]podium: error:[/red] {exc}", markup=True, highlight=False)
-            raise typer.Exit(2 if isinstance(exc, USAGE_ERRORS) else 1) from None
-        except KeyboardInterrupt:
-            _err_console().print("podium: interrupted", highlight=False)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _params(values: list[str] | None) -> dict[str, Any]:
@@ -344,124 +308,8 @@ def show(
             console.print(table)
 
 
-connectors_app = typer.Typer(
-    help="Connector kinds: list what is installed, or start a new plugin package.",
-    add_completion=False,
-)
-app.add_typer(connectors_app, name="connectors")
-
-
-@connectors_app.callback(invoke_without_command=True)
-def connectors_main(ctx: typer.Context) -> None:
-    """List the installed connector kinds (the default), or start a plugin with `new`."""
-    if ctx.invoked_subcommand is None:
-        list_connectors()
-
-
-@connectors_app.command("list")
-@user_errors
-def list_connectors() -> None:
-    """List the connector kinds installed: kind, package, version and config fields."""
-    from rich.table import Table
-
-    from connectors import COMMON_FIELDS, describe_kinds
-
-    table = Table(
-        title="connector kinds",
-        title_justify="left",
-        caption=f"every kind also takes: {', '.join(COMMON_FIELDS)}",
-        caption_justify="left",
-    )
-    for column in ("kind", "package", "version", "config fields"):
-        table.add_column(column, overflow="fold")
-    for info in describe_kinds():
-        if info.error is not None:
-            table.add_row(info.kind, info.package, info.version, f"[red]broken: {info.error}[/red]")
-        else:
-            table.add_row(info.kind, info.package, info.version, ", ".join(info.fields) or "-")
-    _console().print(table)
-
-
-@connectors_app.command("new")
-@user_errors
-def new_connector(
-    name: Annotated[str, typer.Argument(help="the connector kind, e.g. weather-api")],
-    directory: Annotated[
-        Path, typer.Option("--dir", "-d", help="where to create the package folder")
-    ] = Path("."),
-) -> None:
-    """Write a connector plugin package: pyproject with the entry point, module, test."""
-    from ._scaffold import write_skeleton
-
-    root = write_skeleton(name, directory)
-    typer.echo(f"created {root}")
-    typer.echo(f"next: pip install -e '{root}[test]' && python -m pytest {root}")
-
-
-@app.command()
-@user_errors
-def daemon(
-    config: ConfigOption = DEFAULT_CONFIG,
-    node_id: Annotated[
-        str | None, typer.Option("--node-id", help="this node's id (default: host name)")
-    ] = None,
-    log_json: Annotated[bool, typer.Option("--log-json", help="log JSON lines to stderr")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
-) -> None:
-    """Fire scheduled pipelines until SIGTERM; SIGHUP (or `podium reload`) re-reads the config."""
-    from jobs import run_daemon  # the scheduler is imported by this command only
-
-    configure_logging(level="DEBUG" if verbose else "INFO", json=log_json)
-    code = anyio.run(functools.partial(run_daemon, config, node_id=node_id), backend="asyncio")
-    raise typer.Exit(code)
-
-
-@app.command()
-@user_errors
-def reload(
-    config: ConfigOption = DEFAULT_CONFIG,
-    node_id: Annotated[str | None, typer.Option("--node-id", help="only this node")] = None,
-) -> None:
-    """Make running daemons re-read the config (sends them SIGHUP)."""
-    from jobs import reload_daemons
-
-    for info in reload_daemons(config, node_id):
-        typer.echo(f"reload sent to node {info['node_id']} (pid {info['pid']})")
-
-
-@app.command()
-@user_errors
-def status(
-    config: ConfigOption = DEFAULT_CONFIG,
-    node_id: Annotated[str | None, typer.Option("--node-id", help="only this node")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print /status as JSON")] = False,
-) -> None:
-    """Show running daemons: schedules, next fire, last run and its outcome."""
-    from jobs import fetch_statuses
-
-    statuses = anyio.run(functools.partial(fetch_statuses, config, node_id), backend="asyncio")
-    if as_json:
-        sys.stdout.write(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return
-    from rich.table import Table
-
-    console = _console()
-    for doc in statuses:
-        title = f"node {doc['node_id']} (pid {doc['pid']}, {doc['mode']} store)"
-        table = Table(title=title, title_justify="left")
-        for column in ("pipeline", "schedule", "next fire", "running", "last run", "outcome"):
-            table.add_column(column, overflow="fold")
-        for p in doc["pipelines"]:
-            last = p["last_run"] or {}
-            table.add_row(
-                p["name"],
-                p["schedule"],
-                p["next_fire"] or "-",
-                str(p["running"]),
-                last.get("started_at") or "-",
-                last.get("status") or "-",
-            )
-        console.print(table)
+# Registered after the commands above, so `podium --help` lists the everyday ones first.
+from . import _cli_connectors, _cli_daemon  # noqa: E402, F401
 
 
 def main() -> None:

@@ -185,7 +185,7 @@ async def test_reload_adds_changes_removes_and_rejects_broken_config(
         code, out, err = await podium("reload", "--config", str(path))
         reloaded_at = datetime.now(UTC)
         assert code == 0, err
-        assert f"reload sent to node hup (pid {daemon.pid})" in out
+        assert f"reloaded node hup (pid {daemon.pid})" in out
 
         def after(name: str) -> list[Run]:
             return [r for r in read_runs(sqlite_url, name) if r.scheduled_for > reloaded_at]  # type: ignore[operator]
@@ -428,7 +428,7 @@ async def test_after_kill_9_stale_files_are_cleared_and_the_node_restarts(
         await restarted.wait_ready()
         assert {r.id: r.status for r in read_runs(sqlite_url)}[victim.id] == "interrupted"
         code, out, err = await podium("reload", "--config", str(config))
-        assert code == 0 and f"reload sent to node k9 (pid {restarted.pid})" in out, err
+        assert code == 0 and f"reloaded node k9 (pid {restarted.pid})" in out, err
         restarted.send(signal.SIGTERM)
         assert await restarted.wait_exit(15) == 0, restarted.output()
     finally:
