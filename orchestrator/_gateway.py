@@ -89,6 +89,17 @@ class ConnectorChannel:
         # instead of being repeated by each of them.
         self.auth_failure: PodiumError | None = None
 
+    def usable_credential(self, need: NeedCredential) -> Credential | None:
+        """The current credential, unless it expired or is the one the flow found stale."""
+        current = self.credential
+        if (
+            current is not None
+            and current is not need.stale
+            and time.monotonic() < self.credential_deadline
+        ):
+            return current
+        return None
+
 
 class Gateway:
     """Owns every HTTP session of a run; use as ``async with Gateway(...) as gateway``."""
@@ -184,21 +195,13 @@ class Gateway:
     async def _credential(self, channel: ConnectorChannel, need: NeedCredential) -> Credential:
         """The channel's credential: the current one, or a new one obtained exactly once
         however many requests ask at the same moment (single flight)."""
-        current = channel.credential
-        if (
-            current is not None
-            and current is not need.stale
-            and time.monotonic() < channel.credential_deadline
-        ):
+        current = channel.usable_credential(need)
+        if current is not None:
             return current
         async with channel.auth_lock:
             # Whoever held the lock before us may have obtained a fresh credential already.
-            current = channel.credential
-            if (
-                current is not None
-                and current is not need.stale
-                and time.monotonic() < channel.credential_deadline
-            ):
+            current = channel.usable_credential(need)
+            if current is not None:
                 return current
             if channel.auth_failure is not None:
                 raise channel.auth_failure
