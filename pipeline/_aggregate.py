@@ -118,10 +118,17 @@ class GroupBy:
                     except TypeError:
                         raise StageError(f"{reducer}:{field} got a non-number {value!r}") from None
                     acc.n += 1
-                elif reducer == "min":
-                    acc.min = value if acc.min is None or value < acc.min else acc.min
-                elif reducer == "max":
-                    acc.max = value if acc.max is None or value > acc.max else acc.max
+                else:
+                    try:
+                        if reducer == "min" and (acc.min is None or value < acc.min):
+                            acc.min = value
+                        elif reducer == "max" and (acc.max is None or value > acc.max):
+                            acc.max = value
+                    except TypeError:
+                        seen = acc.min if reducer == "min" else acc.max
+                        raise StageError(
+                            f"{reducer}:{field} cannot compare {value!r} with {seen!r}"
+                        ) from None
 
     def results(self) -> list[Record]:
         out: list[Record] = []

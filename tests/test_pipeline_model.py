@@ -182,3 +182,11 @@ def test_aggregate_needs_exactly_one_mode() -> None:
         Aggregate(name="a")
     with pytest.raises(ValidationError, match="unknown reducer"):
         Aggregate(name="a", group_by=["k"], metrics={"x": "median:v"})
+
+
+def test_group_by_on_mixed_types_is_a_stage_error() -> None:
+    from pipeline import StageError
+
+    g = Aggregate(name="g", group_by=["k"], metrics={"hi": "max:v"}).accumulator(("s",))
+    with pytest.raises(StageError, match="max:v cannot compare 'x' with 1"):
+        g.add([{"k": 1, "v": 1}, {"k": 1, "v": "x"}])
