@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, desc, select, update
 from sqlalchemy.exc import IntegrityError
 
-from pipeline import RunNotFound
+from pipeline import RunNotFound, StoreError
 
 from ._database import Database
 
@@ -241,6 +241,18 @@ class Journal:
 
 def _create_tables(conn: Connection) -> None:
     metadata.create_all(conn, tables=JOURNAL_TABLES)
+    # Tables left by an older podium are not migrated: say so plainly rather than fail
+    # later on a column the old table does not have.
+    inspector = sa.inspect(conn)
+    for table in JOURNAL_TABLES:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = sorted(c.name for c in table.columns if c.name not in present)
+        if missing:
+            raise StoreError(
+                f"table {table.name} was created by an older podium and lacks "
+                f"{', '.join(missing)}; move that database aside (or drop podium's "
+                "podium_* tables) and run again"
+            )
 
 
 def _insert_run(conn: Connection, values: dict[str, Any]) -> bool:
