@@ -73,6 +73,8 @@ class Database:
         self.url = url
         self._engine = engine
         self._async = is_async
+        # Set by the journal once its tables are known to exist and to be current.
+        self.journal_ready = False
 
     @property
     def dialect(self) -> sa.Dialect:

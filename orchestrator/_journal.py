@@ -173,12 +173,12 @@ class Journal:
 
     def __init__(self, database: Database) -> None:
         self.db = database
-        self._ready = False
 
     async def create_tables(self) -> None:
-        if not self._ready:
+        # Once per database, not per run: a daemon makes a Journal for every run.
+        if not self.db.journal_ready:
             await self.db.run("creating podium's journal tables", _create_tables)
-            self._ready = True
+            self.db.journal_ready = True
 
     async def start(self, run: RunRow) -> None:
         """Insert the run's row; raises DuplicateFire when its fire key is taken."""
