@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _daemon_common import api_app, config_text, record
 
-from jobs import Daemon
-from orchestrator import configure_logging
+from podium.jobs import Daemon
+from podium.orchestrator import configure_logging
 
 
 async def measure(seconds: float, workdir: Path) -> list[float]:

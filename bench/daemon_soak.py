@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _daemon_common import api_app, config_text, record, rss_mb
 
-from jobs import Daemon
-from orchestrator import configure_logging
+from podium.jobs import Daemon
+from podium.orchestrator import configure_logging
 
 
 async def soak(runs: int, warmup: int, workdir: Path) -> dict[str, float]:
@@ -43,7 +43,13 @@ async def soak(runs: int, warmup: int, workdir: Path) -> dict[str, float]:
             started = time.monotonic()
 
             def done() -> int:
-                return sum(daemon.metrics.runs.values())
+                return sum(
+                    s.value
+                    for family in daemon.metrics.registry.collect()
+                    if family.name == "podium_runs"
+                    for s in family.samples
+                    if s.name == "podium_runs_total"
+                )
 
             while done() < warmup:  # noqa: ASYNC110 - sampling a counter
                 await anyio.sleep(0.2)
@@ -55,7 +61,7 @@ async def soak(runs: int, warmup: int, workdir: Path) -> dict[str, float]:
             gc.collect()
             out["rss_end"] = rss_mb()
             out["runs"] = done()
-            out["ok"] = daemon.metrics.runs["soak", "ok"]
+            out["ok"] = daemon.metrics.sample("podium_runs_total", pipeline="soak", status="ok")
             out["seconds"] = time.monotonic() - started
             daemon.stop()
     finally:

@@ -28,8 +28,12 @@ sys.path.insert(0, str(BENCH))
 
 import w1_reference  # noqa: E402
 
-from orchestrator import load_config, open_database, run_pipeline  # noqa: E402
-from orchestrator._logging import configure_logging  # noqa: E402
+from podium.orchestrator import (  # noqa: E402
+    configure_logging,
+    load_config,
+    open_database,
+    run_pipeline,
+)
 
 
 def remove_db(path: Path) -> None:

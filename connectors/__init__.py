@@ -8,6 +8,7 @@ orchestrator does all I/O.
 from ._auth import (
     AUTH_TYPES,
     ApiKeyAuth,
+    Auth,
     AuthConfig,
     AuthFlow,
     BasicAuth,
@@ -18,9 +19,9 @@ from ._auth import (
     NeedCredential,
     OAuth2ClientCredentials,
 )
-from ._base import Connector, ConnectorConfig, RetryPolicy
+from ._base import Connector, ConnectorConfig, RedirectPolicy, RetryPolicy, TlsConfig
 from ._http import HttpConnector
-from ._messages import Request, Response
+from ._messages import Request, Response, origin
 from ._pagination import PAGINATOR_TYPES, Paginator, PaginatorConfig
 from ._registry import (
     COMMON_FIELDS,
@@ -38,6 +39,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PAGINATOR_TYPES",
     "ApiKeyAuth",
+    "Auth",
     "AuthConfig",
     "AuthFlow",
     "BasicAuth",
@@ -53,11 +55,14 @@ __all__ = [
     "OAuth2ClientCredentials",
     "Paginator",
     "PaginatorConfig",
+    "RedirectPolicy",
     "Request",
     "Response",
     "RetryPolicy",
+    "TlsConfig",
     "connector_class",
     "describe_kinds",
     "known_kinds",
+    "origin",
     "plugin_entry_points",
 ]

@@ -14,13 +14,14 @@ for a new one unless another request has already replaced ``c``.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from pipeline import ResponseError
+from podium.pipeline import ResponseError
 
 from ._messages import Request, Response
 
@@ -49,16 +50,45 @@ AuthFlow = Generator[Request | NeedCredential, Any, None]
 CredentialFlow = Generator[Request, Response, Credential]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(value: str, what: str) -> str:
+    """Refuse control characters (CR/LF above all) in what goes into a header: they would
+    split it into two, and aiohttp refuses to send them anyway. Says what, never the value."""
+    match = _CONTROL.search(value)
+    if match is not None:
+        char = {"\r": "CR", "\n": "LF", "\t": "TAB"}.get(
+            match.group(), f"\\x{ord(match.group()):02x}"
+        )
+        raise ValueError(f"{what} contains a control character ({char}); it must be one line")
+    return value
+
+
 def _absolute(url: str, base_url: str) -> str:
     return url if url.startswith(("http://", "https://")) else base_url + url
 
 
 class _AuthBase(BaseModel):
+    """Base of every auth scheme; a plugin's own scheme subclasses ``Auth``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="after")
+    def _one_line_values(self) -> _AuthBase:
+        for name, value in self.__dict__.items():
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str):
+                one_line(text, f"auth.{name}")
+        return self
+
     def session_headers(self) -> dict[str, str]:
-        """Headers set once on the connector's session."""
+        """Headers sent with every request to the connector's origin."""
         return {}
+
+    def header_names(self) -> set[str]:
+        """Names of the headers that carry the credential (withheld from other origins)."""
+        return set(self.session_headers())
 
     def flow(self, request: Request) -> AuthFlow:
         yield request
@@ -153,6 +183,9 @@ class OAuth2ClientCredentials(_AuthBase):
         raw = f"{self.client_id}:{self.client_secret.get_secret_value()}".encode()
         return base64.b64encode(raw).decode("ascii")
 
+    def header_names(self) -> set[str]:
+        return {"Authorization"}
+
     def flow(self, request: Request) -> AuthFlow:
         credential = yield NeedCredential()
         response = yield request.with_headers(Authorization=f"Bearer {credential.value}")
@@ -234,4 +267,6 @@ AuthConfig = Annotated[
     BearerAuth | BasicAuth | ApiKeyAuth | OAuth2ClientCredentials | CookieLogin,
     Field(discriminator="type"),
 ]
+Auth = _AuthBase
+"""The public name of the auth base class, for plugins."""
 AUTH_TYPES = ("bearer", "basic", "api_key", "oauth2_client_credentials", "cookie_login")

@@ -4,21 +4,21 @@
 2. ``requests`` — how one logical fetch becomes a chain of requests (a paginator);
 3. ``records`` — how a response becomes records.
 
-The orchestrator owns the aiohttp session, the limits, retries and timeouts, and drives
-these methods; a connector never opens a socket. Subclass ``Connector`` with a ``kind``
-and a ``Config`` model to add a new API source.
+The orchestrator owns the transport, the limits, retries and timeouts, and drives these
+methods; a connector never opens a socket. Subclass ``Connector`` with a ``kind`` and a
+``Config`` model to add a new API source.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from pipeline import Fetch, PipelineError, Record, ResponseError, render_tree
+from podium.pipeline import Fetch, PipelineError, Record, ResponseError
 
-from ._auth import AuthConfig, AuthFlow, CredentialFlow, _AuthBase
+from ._auth import AuthConfig, AuthFlow, CredentialFlow, _AuthBase, one_line
 from ._messages import Request, Response
 from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage, _Paginator
 
@@ -37,6 +37,27 @@ class RetryPolicy(BaseModel):
     statuses: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+class RedirectPolicy(BaseModel):
+    """How redirects are followed (by podium, not the HTTP client, so credentials stay put)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    follow: bool = True
+    max: int = Field(default=10, ge=0, le=50)
+    # "same_origin": a hop to another origin goes without the connector's auth headers,
+    # secret-bearing headers and query values, and cookies. "any_origin" sends them on.
+    credentials: Literal["same_origin", "any_origin"] = "same_origin"
+
+
+class TlsConfig(BaseModel):
+    """Certificate checking for HTTPS: a private CA, or (for a test host) no checking."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    verify: bool = True
+    ca_file: str | None = None
+
+
 class ConnectorConfig(BaseModel):
     """Settings every connector has; a plugin's Config subclasses this."""
 
@@ -51,6 +72,16 @@ class ConnectorConfig(BaseModel):
     connect_timeout: float | None = Field(default=10.0, gt=0)
     concurrency: int = Field(default=16, ge=1, le=10_000)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    redirects: RedirectPolicy = Field(default_factory=RedirectPolicy)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+
+    @field_validator("headers")
+    @classmethod
+    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            one_line(name, f"header name {name!r}")
+            one_line(text, f"header {name!r}")
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -72,6 +103,9 @@ class Connector:
     def __init__(self, name: str, config: ConnectorConfig) -> None:
         self.name = name
         self.config = config
+        # Validated ``paginate`` tables by stage; each chain takes a fresh copy. The entry
+        # holds the stage itself, so its id cannot be reused by another while cached.
+        self._paginators: dict[int, tuple[Fetch, _Paginator | None]] = {}
 
     # -- session ---------------------------------------------------------------------------
     def session_headers(self) -> dict[str, str]:
@@ -79,6 +113,11 @@ class Connector:
         if self.config.auth is not None:
             headers.update(self.config.auth.session_headers())
         return headers
+
+    def credential_header_names(self) -> set[str]:
+        """Headers that carry this connector's credential, withheld from other origins."""
+        auth: _AuthBase | None = self.config.auth
+        return set() if auth is None else auth.header_names()
 
     def auth_flow(self, request: Request) -> AuthFlow:
         auth: _AuthBase | None = self.config.auth
@@ -110,6 +149,14 @@ class Connector:
             self.paginator(fetch)
 
     def paginator(self, fetch: Fetch) -> _Paginator | None:
+        """A fresh paginator for one chain of ``fetch``, or None for a single request."""
+        entry = self._paginators.get(id(fetch))
+        if entry is None or entry[0] is not fetch:
+            entry = self._paginators[id(fetch)] = (fetch, self._paginator_for(fetch))
+        prototype = entry[1]
+        return None if prototype is None else prototype.fresh()
+
+    def _paginator_for(self, fetch: Fetch) -> _Paginator | None:
         if fetch.paginate is None:
             return None
         try:
@@ -132,9 +179,9 @@ class Connector:
             url = self.config.base_url + path
         else:
             url = f"{self.config.base_url}/{path}"
-        params = render_tree(fetch.params, values) if fetch.params else {}
-        headers = render_tree(fetch.headers, values) if fetch.headers else {}
-        body = render_tree(fetch.body, values) if fetch.body is not None else None
+        params = fetch.params_template.render(values) if fetch.params else {}
+        headers = fetch.headers_template.render(values) if fetch.headers else {}
+        body = fetch.body_template.render(values) if fetch.body is not None else None
         return Request(fetch.method, url, params, headers, body)
 
     # -- responses -------------------------------------------------------------------------

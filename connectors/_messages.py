@@ -1,7 +1,7 @@
 """Requests and responses as plain data: what connectors describe and parse.
 
 Connectors never touch a socket. They build ``Request`` objects and read ``Response``
-objects; the orchestrator turns one into the other over its own aiohttp sessions.
+objects; the orchestrator turns one into the other through its transport.
 """
 
 from __future__ import annotations
@@ -9,10 +9,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
-from pipeline import ResponseError
+from podium.pipeline import ResponseError
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+EXCERPT_BYTES = 200
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, with the scheme's default port made explicit.
+
+    Credentials are scoped to an origin: links and redirects to another one go without
+    them (or not at all), however the URL spells the port.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ResponseError(f"{url!r} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port if port is not None else _DEFAULT_PORTS.get(scheme, '')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +59,26 @@ _UNREAD = object()
 
 
 class Response:
-    """A finished response with its whole body; ``json()`` decodes once, on first use."""
+    """A finished response with its whole body; ``json()`` decodes once, on first use.
 
-    __slots__ = ("_json", "body", "elapsed", "headers", "request", "status", "url")
+    ``links`` holds the ``Link`` header's targets by relation (``rel="next"`` → URL),
+    parsed by the transport; ``certificate`` the TLS peer certificate's expiry, for
+    HTTPS; ``attempts`` how many attempts the gateway made for it.
+    """
+
+    __slots__ = (
+        "_json",
+        "attempts",
+        "body",
+        "certificate",
+        "elapsed",
+        "headers",
+        "links",
+        "redirects",
+        "request",
+        "status",
+        "url",
+    )
 
     def __init__(
         self,
@@ -49,6 +88,9 @@ class Response:
         body: bytes,
         url: str,
         elapsed: float,
+        *,
+        links: Mapping[str, str] | None = None,
+        certificate: Mapping[str, Any] | None = None,
     ) -> None:
         self.request = request
         self.status = status
@@ -56,6 +98,10 @@ class Response:
         self.body = body
         self.url = url
         self.elapsed = elapsed
+        self.links: Mapping[str, str] = links or {}
+        self.certificate = certificate
+        self.attempts = 1
+        self.redirects = 0
         self._json: Any = _UNREAD
 
     def json(self) -> Any:
@@ -63,22 +109,24 @@ class Response:
             try:
                 self._json = orjson.loads(self.body)
             except orjson.JSONDecodeError as exc:
-                snippet = self.body[:60].decode("utf-8", "replace")
                 raise ResponseError(
-                    f"response is not JSON ({exc.msg}); it starts with {snippet!r}"
+                    f"response is not JSON ({exc.msg}); it starts with {self.excerpt(60)!r}"
                 ) from None
         return self._json
 
-    def as_check_data(self) -> dict[str, Any]:
-        """What a response check's expression sees."""
+    def excerpt(self, limit: int = EXCERPT_BYTES) -> str:
+        """The start of the body as text, for error messages (callers redact it)."""
+        text = self.body[:limit].decode("utf-8", "replace")
+        return text + ("…" if len(self.body) > limit else "")
+
+    def body_value(self) -> Any:
+        """The body as a check reads it: parsed JSON, else text, else None when empty."""
+        if not self.body:
+            return None
         try:
-            body = self.json()
+            return self.json()
         except ResponseError:
-            body = None
-        return {
-            "status": self.status,
-            "url": self.url,
-            "elapsed_ms": round(self.elapsed * 1000, 3),
-            "headers": dict(self.headers),
-            "body": body,
-        }
+            return self.body.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.url}>"

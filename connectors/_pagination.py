@@ -25,32 +25,19 @@ and the value, recorded as a bad response like any other unusable body.
 from __future__ import annotations
 
 import math
-import re
-from typing import Annotated, Any, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from pipeline import Expr, ResponseError, truthy
+from podium.pipeline import Expr, ResponseError, truthy
 
-from ._messages import Request, Response
-
-_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?next"?', re.IGNORECASE)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+from ._messages import Request, Response, origin
 
 
-def _origin(url: str) -> str:
-    """``scheme://host:port`` of a URL, with the scheme's default port made explicit."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ResponseError(f"next page link {url!r} is not a valid URL") from None
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port if port is not None else _DEFAULT_PORTS.get(scheme, '')}"
+def _expr(source: str | None) -> Expr | None:
+    return Expr(source) if source is not None else None
 
 
 def _count(expression: str, value: Any) -> int:
@@ -81,6 +68,18 @@ class _Paginator(BaseModel):
 
     _pages: int = PrivateAttr(0)
 
+    def fresh(self) -> Self:
+        """A copy with the chain state reset: one validated prototype serves every chain
+        of a stage (compiled expressions are shared, state is not)."""
+        copy = self.model_copy()
+        for name, private in self.__private_attributes__.items():
+            setattr(copy, name, private.get_default())
+        return copy
+
+    @cached_property
+    def _has_more(self) -> Expr | None:
+        return Expr(self.has_more) if self.has_more is not None else None
+
     def first(self, request: Request) -> Request:
         return request
 
@@ -90,7 +89,7 @@ class _Paginator(BaseModel):
             return None
         if self.stop_on_empty and not records:
             return None
-        if self.has_more is not None and not truthy(Expr(self.has_more).search(response.json())):
+        if self._has_more is not None and not truthy(self._has_more.search(response.json())):
             return None
         return self.advance(request, response, records)
 
@@ -131,10 +130,10 @@ class _FollowsLinks(_Paginator):
     def follow(self, request: Request, response: Response, link: str) -> Request:
         url = urljoin(response.url, link)
         scheme = urlsplit(url).scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
+        if scheme not in ("http", "https"):
             raise ResponseError(f"next page link {link!r} is not an http(s) URL")
         if not self.allow_other_hosts:
-            here, there = _origin(response.url), _origin(url)
+            here, there = origin(response.url), origin(url)
             if here != there:
                 raise ResponseError(
                     f"next page link goes to {there}, another origin than the response's "
@@ -150,23 +149,26 @@ class NextUrl(_FollowsLinks):
     type: Literal["next_url"]
     path: str
 
+    @cached_property
+    def _path(self) -> Expr:
+        return Expr(self.path)
+
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        url = Expr(self.path).search(response.json())
+        url = self._path.search(response.json())
         if not url:
             return None
         return self.follow(request, response, str(url))
 
 
 class LinkHeader(_FollowsLinks):
-    """RFC 8288 ``Link: <...>; rel="next"``, as GitHub and many others send it."""
+    """RFC 8288 ``Link: <...>; rel="next"``, as GitHub and many others send it (parsed by
+    the transport into ``response.links``)."""
 
     type: Literal["link_header"]
 
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        match = _LINK_NEXT.search(response.headers.get("Link", ""))
-        if match is None:
-            return None
-        return self.follow(request, response, match.group(1))
+        link = response.links.get("next")
+        return None if link is None else self.follow(request, response, link)
 
 
 class PageNumber(_Paginator):
@@ -185,6 +187,14 @@ class PageNumber(_Paginator):
     _page: int = PrivateAttr(0)
     _total: int | None = PrivateAttr(None)
 
+    @cached_property
+    def _total_pages_expr(self) -> Expr | None:
+        return _expr(self.total_pages)
+
+    @cached_property
+    def _total_expr(self) -> Expr | None:
+        return _expr(self.total)
+
     @model_validator(mode="after")
     def _check(self) -> PageNumber:
         if self.total is not None and self.page_size is None:
@@ -202,11 +212,11 @@ class PageNumber(_Paginator):
     def _read_total(self, response: Response) -> None:
         # The total may be stated on the first page only: a page without it keeps the last.
         if self.total_pages is not None:
-            total = Expr(self.total_pages).search(response.json())
+            total = self._total_pages_expr.search(response.json())  # type: ignore[union-attr]
             if total is not None:
                 self._total = _count(self.total_pages, total)
         elif self.total is not None and self.page_size is not None:
-            total = Expr(self.total).search(response.json())
+            total = self._total_expr.search(response.json())  # type: ignore[union-attr]
             if total is not None:
                 self._total = math.ceil(_count(self.total, total) / self.page_size)
 
@@ -237,14 +247,18 @@ class Offset(_Paginator):
     _offset: int = PrivateAttr(0)
     _total: int | None = PrivateAttr(None)
 
+    @cached_property
+    def _total_expr(self) -> Expr | None:
+        return _expr(self.total)
+
     def first(self, request: Request) -> Request:
         return request.with_params(**{self.offset_param: 0, self.limit_param: self.limit})
 
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        if self.total is not None:
-            total = Expr(self.total).search(response.json())
+        if self._total_expr is not None:
+            total = self._total_expr.search(response.json())
             if total is not None:
-                self._total = _count(self.total, total)
+                self._total = _count(self._total_expr.source, total)
         self._offset += self.limit
         if self._total is not None and self._offset >= self._total:
             return None
@@ -267,13 +281,17 @@ class Cursor(_Paginator):
     path: str
     param: str = "cursor"
 
+    @cached_property
+    def _path(self) -> Expr:
+        return Expr(self.path)
+
     @model_validator(mode="after")
     def _compile(self) -> Cursor:
-        Expr(self.path)
+        _ = self._path
         return self
 
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        cursor = Expr(self.path).search(response.json())
+        cursor = self._path.search(response.json())
         if cursor in (None, ""):
             return None
         return request.with_params(**{self.param: cursor})

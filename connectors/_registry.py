@@ -16,7 +16,7 @@ from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, v
 
 from pydantic_core import PydanticUndefined
 
-from pipeline import PluginError, import_ref
+from podium.pipeline import PluginError, import_ref
 
 from ._base import Connector, ConnectorConfig
 from ._http import HttpConnector

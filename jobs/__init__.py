@@ -4,7 +4,9 @@ Layering: jobs → orchestrator → connectors → pipeline. APScheduler (pinned
 imported by ``jobs._adapter`` only.
 """
 
-from ._control import NodeIdInUse, fetch_statuses, live_daemons, reload_daemons, request_reload
+from podium.pipeline import NodeIdInUse
+
+from ._control import fetch_statuses, live_daemons, reload_daemons, request_reload
 from ._daemon import Daemon, run_daemon
 from ._models import Plan, Schedule, SchedulerSettings, build_plan, parse_duration
 

@@ -1,7 +1,7 @@
 """The one module that knows APScheduler 4.0.0a6 (pinned exactly; an alpha, swappable).
 
 The rest of ``jobs/`` sees ``SchedulerAdapter``: reconcile schedules, read next fire
-times, receive ``Fire``s. How the measured pitfalls (shared/notes/apscheduler4.md) are
+times, receive ``Fire``s. How the measured pitfalls (docs/apscheduler4.md) are
 met here:
 
 1. Stuck running-jobs counter after ``kill -9``: the task has ``max_running_jobs=None``
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import anyio
 from apscheduler import (
@@ -52,12 +53,12 @@ from apscheduler.eventbrokers.local import LocalEventBroker
 from apscheduler.executors.async_ import AsyncJobExecutor
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from croniter import CroniterBadDateError, croniter
 
 from ._models import Schedule, SchedulerSettings
 
 TASK_ID = "podium.fire"
 PREFIX = "podium:"
-_MISSED_SCAN_LIMIT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,8 @@ def make_trigger(schedule: Schedule, now: datetime) -> Trigger:
             first = start
         else:
             first = start + step * math.ceil((now - start) / step)
+        if end is None:
+            return IntervalTrigger(seconds=step.total_seconds(), start_time=first)
         return IntervalTrigger(seconds=step.total_seconds(), start_time=first, end_time=end)
     assert schedule.cron is not None
     # CronTrigger reads a start time's wall clock as if it were in the trigger's zone
@@ -107,23 +110,15 @@ def make_trigger(schedule: Schedule, now: datetime) -> Trigger:
     begin = (max(start, now) if start else now).astimezone(zone)
     if begin.microsecond:
         begin = begin.replace(microsecond=0) + timedelta(seconds=1)
-    end = end.astimezone(zone) if end else None
+    bounds: dict[str, Any] = {"start_time": begin, "timezone": zone}
+    if end is not None:
+        bounds["end_time"] = end.astimezone(zone)
     fields = schedule.cron.split()
     if len(fields) == 5:
-        return CronTrigger.from_crontab(
-            schedule.cron, start_time=begin, end_time=end, timezone=zone
-        )
+        return CronTrigger.from_crontab(schedule.cron, **bounds)
     second, minute, hour, day, month, dow = fields
     return CronTrigger(
-        second=second,
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=dow,
-        start_time=begin,
-        end_time=end,
-        timezone=zone,
+        second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow, **bounds
     )
 
 
@@ -139,16 +134,23 @@ def missed_fire(schedule: Schedule, since: datetime, now: datetime) -> datetime 
         if steps < 0:
             return None
         return anchor + schedule.interval * steps
-    probe = schedule.model_copy(update={"start": None, "end": None})
-    trigger = make_trigger(probe, max(since, start) if start else since)
-    found: datetime | None = None
-    for _ in range(_MISSED_SCAN_LIMIT):
-        fire_time = trigger.next()
-        if fire_time is None or fire_time > limit:
-            break
-        if fire_time > since:
-            found = fire_time
-    return found
+    assert schedule.cron is not None
+    latest = previous_cron_fire(schedule.cron, limit, schedule.zone)
+    if latest is None or latest <= since or (start is not None and latest < start):
+        return None
+    return latest
+
+
+def previous_cron_fire(cron: str, at_or_before: datetime, zone: ZoneInfo) -> datetime | None:
+    """The latest time ``cron`` fires at or before ``at_or_before`` (croniter's ``get_prev``,
+    from one second later so that a fire exactly at the limit counts)."""
+    base = (at_or_before + timedelta(seconds=1)).astimezone(zone)
+    try:
+        itr = croniter(cron, base, second_at_beginning=len(cron.split()) == 6)
+        previous: datetime = itr.get_prev(datetime)
+    except CroniterBadDateError:  # e.g. "0 0 30 2 *": never fires
+        return None
+    return previous.astimezone(UTC)
 
 
 class SchedulerAdapter:

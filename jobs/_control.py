@@ -34,15 +34,11 @@ from typing import Any
 
 import orjson
 
-from pipeline import ConfigError, PodiumError
+from podium.pipeline import NodeIdInUse, PodiumError
 
 DEFAULT_RUNTIME_DIR = ".podium"
 STATUS_TIMEOUT = 5.0  # seconds for /status to answer
 RELOAD_TIMEOUT = 60.0  # a reload reconciles schedules, possibly in PostgreSQL
-
-
-class NodeIdInUse(ConfigError):
-    """Another live daemon already holds this node id (a usage error: exit 2)."""
 
 
 def runtime_dir(config_path: Path, configured: str | None = None) -> Path:

@@ -19,8 +19,8 @@ from typing import Any
 import anyio
 from loguru import logger
 
-from orchestrator import Database, Journal, load_config, open_database
-from pipeline import PodiumError, StoreError
+from podium.orchestrator import Database, Journal, load_config, open_database
+from podium.pipeline import PodiumError, StoreError
 
 from ._adapter import Fire, SchedulerAdapter, lateness, missed_fire
 from ._control import hold_node, new_instance, runtime_dir, runtime_file, write_runtime
@@ -81,12 +81,13 @@ class Daemon:
             if stale:
                 logger.warning("marked {} run(s) left running by this node as interrupted", stale)
             pool = self._pool = RunPool(database, self.trigger, self.metrics, self.plan)
+            self.metrics.watch_running(pool.running)
             endpoint = Endpoint(
                 settings.host,
                 settings.port,
                 instance=self.instance,
                 status=self.status,
-                metrics=lambda: self.metrics.render(pool.running()),
+                metrics=self.metrics.render,
                 reload=self._reload,
             )
             info_path = runtime_file(directory, self.node_id)
@@ -160,7 +161,7 @@ class Daemon:
             return
         late = lateness(fire)
         if schedule.catch_up == "skip" and late > self.plan.settings.misfire_after:
-            self.metrics.skipped[fire.pipeline, "missed"] += 1
+            self.metrics.skip(fire.pipeline, "missed")
             logger.bind(pipeline=fire.pipeline).info(
                 "missed fire {} skipped ({:.0f}s late, catch_up = skip)",
                 fire.scheduled_for.isoformat(),
@@ -198,7 +199,7 @@ class Daemon:
             try:
                 plan = build_plan(load_config(self.config_path))
             except PodiumError as exc:
-                self.metrics.reloads["rejected"] += 1
+                self.metrics.reload("rejected")
                 logger.error("reload rejected, the running schedules stay: {}", exc)
                 return str(exc)
             restart_only = [
@@ -219,7 +220,7 @@ class Daemon:
             changed = sum(
                 1 for n in plan.schedules.keys() & old.keys() if plan.schedules[n] != old[n]
             )
-            self.metrics.reloads["ok"] += 1
+            self.metrics.reload("ok")
             logger.info(
                 "reloaded {}: {} schedule(s), {} added, {} changed, {} removed",
                 self.config_path,

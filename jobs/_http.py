@@ -10,7 +10,7 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 
 StatusFn = Callable[[], Awaitable[dict[str, Any]]]
-MetricsFn = Callable[[], str]
+MetricsFn = Callable[[], bytes]
 ReloadFn = Callable[[], Awaitable[str | None]]  # None: reloaded; else why not
 
 
@@ -60,16 +60,15 @@ class Endpoint:
         return web.json_response(await self._status())
 
     async def _metrics_view(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=self._metrics().encode(),
-            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
-        )
+        from ._metrics import CONTENT_TYPE
+
+        return web.Response(body=self._metrics(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _reload_view(self, request: web.Request) -> web.Response:
         expected = request.query.get("instance")
         if expected is not None and expected != self.instance:
-            error = "instance mismatch: this is another daemon than the one asked for"
-            return web.json_response({"reloaded": False, "error": error}, status=409)
+            mismatch = "instance mismatch: this is another daemon than the one asked for"
+            return web.json_response({"reloaded": False, "error": mismatch}, status=409)
         error = await self._reload()
         return web.json_response(
             {"reloaded": error is None, "instance": self.instance, "error": error},

@@ -1,117 +1,108 @@
-"""The daemon's counters and their Prometheus text exposition (format 0.0.4).
+"""The daemon's metrics, exposed with ``prometheus_client`` from a registry of its own.
 
-Label sets are bounded by the config (pipelines, connectors, statuses, HTTP codes), so
-the counters stay the same size however many runs the daemon makes.
+One registry per daemon (never the library's global one), so two daemons in one process
+— tests, an embedding host — never mix their counters. Label sets are bounded by the
+config (pipelines, connectors, statuses, HTTP codes), so the series stay the same in
+number however many runs the daemon makes.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 
-from orchestrator import RunStats
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from podium.orchestrator import RunStats
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 
 
-@dataclass(slots=True)
-class Histogram:
-    buckets: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
+class _Running(Collector):
+    """Runs in progress, read from the run pool when scraped (never stale)."""
 
-    def __post_init__(self) -> None:
-        self.counts = [0] * len(self.buckets)
+    def __init__(self, running: Callable[[], dict[str, int]]) -> None:
+        self._running = running
 
-    def observe(self, value: float) -> None:
-        self.total += value
-        self.count += 1
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        sep = "," if labels else ""
-        out = [
-            f'{name}_bucket{{{labels}{sep}le="{bound:g}"}} {n}'
-            for bound, n in zip(self.buckets, self.counts, strict=True)
-        ]
-        out.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}')
-        out.append(
-            f"{name}_sum{{{labels}}} {self.total:.6f}" if labels else f"{name}_sum {self.total:.6f}"
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "podium_runs_running", "Runs in progress on this node.", labels=["pipeline"]
         )
-        out.append(
-            f"{name}_count{{{labels}}} {self.count}" if labels else f"{name}_count {self.count}"
-        )
-        return out
+        for pipeline, n in sorted(self._running().items()):
+            family.add_metric([pipeline], n)
+        yield family
 
 
-def _label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-@dataclass
 class Metrics:
-    runs: Counter[tuple[str, str]] = field(default_factory=Counter)
-    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
-    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
-    retries: Counter[str] = field(default_factory=Counter)
-    stored: Counter[str] = field(default_factory=Counter)
-    reloads: Counter[str] = field(default_factory=Counter)
-    durations: dict[str, Histogram] = field(default_factory=dict)
-    lateness: Histogram = field(default_factory=lambda: Histogram(LATENESS_BUCKETS))
+    """What ``GET /metrics`` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.runs = Counter(
+            "podium_runs", "Finished scheduled runs by pipeline and status.",
+            ["pipeline", "status"], registry=r,
+        )  # fmt: skip
+        self.skipped = Counter(
+            "podium_fires_skipped", "Fires that started no run, by reason.",
+            ["pipeline", "reason"], registry=r,
+        )  # fmt: skip
+        self.durations = Histogram(
+            "podium_run_duration_seconds", "Run wall time by pipeline.",
+            ["pipeline"], buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.lateness = Histogram(
+            "podium_fire_lateness_seconds", "Run start minus scheduled time.",
+            buckets=LATENESS_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.requests = Counter(
+            "podium_requests", "HTTP requests by connector and status code.",
+            ["connector", "code"], registry=r,
+        )  # fmt: skip
+        self.retries = Counter(
+            "podium_retries", "Retried requests by connector.", ["connector"], registry=r
+        )
+        self.stored = Counter(
+            "podium_records_stored", "Records stored by pipeline.", ["pipeline"], registry=r
+        )
+        self.reloads = Counter(
+            "podium_reloads", "Config reloads by outcome.", ["outcome"], registry=r
+        )
+        self._running: Callable[[], dict[str, int]] = dict
+        self.registry.register(_Running(lambda: self._running()))
+
+    def watch_running(self, running: Callable[[], dict[str, int]]) -> None:
+        """Where ``podium_runs_running`` reads its values when scraped."""
+        self._running = running
+
+    def skip(self, pipeline: str, reason: str) -> None:
+        self.skipped.labels(pipeline, reason).inc()
+
+    def reload(self, outcome: str) -> None:
+        self.reloads.labels(outcome).inc()
 
     def run_finished(self, pipeline: str, status: str, seconds: float, stats: RunStats) -> None:
-        self.runs[pipeline, status] += 1
-        hist = self.durations.get(pipeline)
-        if hist is None:
-            hist = self.durations[pipeline] = Histogram(DURATION_BUCKETS)
-        hist.observe(seconds)
-        self.stored[pipeline] += stats.stored
+        self.runs.labels(pipeline, status).inc()
+        self.durations.labels(pipeline).observe(seconds)
+        self.stored.labels(pipeline).inc(stats.stored)
         for name, conn in stats.connectors.items():
-            self.retries[name] += conn.retries
+            self.retries.labels(name).inc(conn.retries)
             for code, n in conn.statuses.items():
-                self.requests[name, str(code)] += n
+                self.requests.labels(name, str(code)).inc(n)
 
-    def render(self, running: dict[str, int]) -> str:
-        lines: list[str] = []
+    def sample(self, name: str, **labels: str) -> float:
+        """One sample's current value, e.g. ``sample("podium_runs_total", pipeline="p",
+        status="ok")``; 0 when it has not been recorded yet."""
+        return self.registry.get_sample_value(name, labels) or 0.0
 
-        def family(name: str, kind: str, doc: str) -> None:
-            lines.append(f"# HELP {name} {doc}")
-            lines.append(f"# TYPE {name} {kind}")
-
-        family("podium_runs_total", "counter", "Finished scheduled runs by pipeline and status.")
-        for (pipeline, status), n in sorted(self.runs.items()):
-            lines.append(
-                f'podium_runs_total{{pipeline="{_label(pipeline)}",status="{status}"}} {n}'
-            )
-        family("podium_runs_running", "gauge", "Runs in progress on this node.")
-        for pipeline, n in sorted(running.items()):
-            lines.append(f'podium_runs_running{{pipeline="{_label(pipeline)}"}} {n}')
-        family("podium_fires_skipped_total", "counter", "Fires that started no run, by reason.")
-        for (pipeline, reason), n in sorted(self.skipped.items()):
-            lines.append(
-                f'podium_fires_skipped_total{{pipeline="{_label(pipeline)}",reason="{reason}"}} {n}'
-            )
-        family("podium_run_duration_seconds", "histogram", "Run wall time by pipeline.")
-        for pipeline, hist in sorted(self.durations.items()):
-            lines += hist.lines("podium_run_duration_seconds", f'pipeline="{_label(pipeline)}"')
-        family("podium_fire_lateness_seconds", "histogram", "Run start minus scheduled time.")
-        lines += self.lateness.lines("podium_fire_lateness_seconds", "")
-        family("podium_requests_total", "counter", "HTTP requests by connector and status code.")
-        for (connector, code), n in sorted(self.requests.items()):
-            lines.append(
-                f'podium_requests_total{{connector="{_label(connector)}",code="{code}"}} {n}'
-            )
-        family("podium_retries_total", "counter", "Retried requests by connector.")
-        for connector, n in sorted(self.retries.items()):
-            lines.append(f'podium_retries_total{{connector="{_label(connector)}"}} {n}')
-        family("podium_records_stored_total", "counter", "Records stored by pipeline.")
-        for pipeline, n in sorted(self.stored.items()):
-            lines.append(f'podium_records_stored_total{{pipeline="{_label(pipeline)}"}} {n}')
-        family("podium_reloads_total", "counter", "Config reloads by outcome.")
-        for outcome, n in sorted(self.reloads.items()):
-            lines.append(f'podium_reloads_total{{outcome="{outcome}"}} {n}')
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

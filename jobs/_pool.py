@@ -21,8 +21,8 @@ import anyio
 from anyio.abc import TaskGroup
 from loguru import logger
 
-from orchestrator import Database, DuplicateFire, RunStats, run_pipeline
-from pipeline import Pipeline, PodiumError
+from podium.orchestrator import Database, RunStats, run_pipeline
+from podium.pipeline import DuplicateFire, Pipeline, PodiumError
 
 from ._adapter import Fire
 from ._metrics import Metrics
@@ -99,7 +99,7 @@ class RunPool:
                 slot.queued = fire
                 logger.info("fire {} queued: the previous run is still going", _at(fire))
             else:
-                self.metrics.skipped[fire.pipeline, "overlap"] += 1
+                self.metrics.skip(fire.pipeline, "overlap")
                 logger.info("fire {} skipped: the previous run is still going", _at(fire))
             return
         self._start(fire, slot)
@@ -148,7 +148,7 @@ class RunPool:
             status = result.status
         except DuplicateFire:
             status = None
-            self.metrics.skipped[fire.pipeline, "duplicate"] += 1
+            self.metrics.skip(fire.pipeline, "duplicate")
             logger.info("fire {} already ran (another node or delivery): nothing to do", _at(fire))
         except anyio.get_cancelled_exc_class():
             status = "interrupted"

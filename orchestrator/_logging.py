@@ -1,11 +1,15 @@
-"""Log sinks for the command line and the daemon: the one place logging is configured.
+"""Log sinks for the command line, the daemon, and hosts that embed podium.
 
-Library code only calls ``logger``; every line carries the run id, pipeline and stage
-through loguru's context, which the formats below print.
+Library code only calls ``logger``; podium's records are disabled until
+``configure_logging`` (or the host's own ``logger.enable("podium")``) turns them on.
+Every line carries the run id, pipeline and stage through loguru's context, which the
+formats below print. Configuring podium never touches a handler it did not add, nor
+loguru's global settings: a host application's logging stays as the host set it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -18,31 +22,33 @@ from ._redact import Redactor
 # Masks credential-looking query parameters and URL passwords in exception texts; the
 # secrets a run knows by value are masked where that run logs.
 _REDACT = Redactor()
-
-HUMAN_FORMAT = (
-    "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-    "<cyan>{extra[pipeline]}</cyan>{extra[stage_part]}{extra[run_part]} {message}"
-)
+# The handlers podium added: a second call replaces these, and only these.
+_HANDLERS: list[int] = []
 
 
-def _patch(record: Any) -> None:
+def _human_format(record: Any) -> str:
     extra = record["extra"]
-    extra.setdefault("pipeline", "podium")
+    pipeline = extra.get("pipeline", "podium")
     stage = extra.get("stage")
-    extra["stage_part"] = f"/{stage}" if stage else ""
     run_id = extra.get("run_id")
-    extra["run_part"] = f" [{run_id[:8]}]" if run_id else ""
+    where = pipeline.replace("{", "{{").replace("}", "}}").replace("<", r"\<")
+    if stage:
+        where += "/" + str(stage).replace("{", "{{").replace("}", "}}").replace("<", r"\<")
+    run_part = f" [{run_id[:8]}]" if run_id else ""
+    return (
+        "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
+        f"<cyan>{where}</cyan>{run_part} {{message}}\n"
+    )
 
 
 def _json_sink(stream: TextIO) -> Callable[[Any], None]:
     def sink(message: Any) -> None:
         record = message.record
-        extra = {k: v for k, v in record["extra"].items() if not k.endswith("_part")}
         line = {
             "time": record["time"].isoformat(),
             "level": record["level"].name,
             "message": record["message"],
-            **{k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)},
+            **{k: v for k, v in record["extra"].items() if isinstance(v, str | int | float | bool)},
         }
         if record["exception"] is not None:
             # Never repr(): third-party exceptions carry request headers in theirs.
@@ -54,16 +60,45 @@ def _json_sink(stream: TextIO) -> Callable[[Any], None]:
     return sink
 
 
+def _podium_records(record: Any) -> bool:
+    name = record["name"] or ""
+    return name == "podium" or name.startswith("podium.")
+
+
 def configure_logging(
-    *, level: str = "INFO", json: bool = False, sink: Callable[[str], Any] | TextIO | None = None
+    *,
+    level: str = "INFO",
+    json: bool = False,
+    sink: Callable[[str], Any] | TextIO | None = None,
+    replace_default: bool = False,
 ) -> None:
-    """Replace loguru's default handler with podium's (stderr, human or JSON lines)."""
-    logger.remove()
-    logger.configure(patcher=_patch)
-    stream = sink or sys.stderr
+    """Send podium's log records to ``sink`` (stderr by default), as text or JSON lines.
+
+    Only podium's records reach this handler, and calling it again replaces the handler
+    it added before — never one a host application added. ``replace_default`` also
+    removes loguru's own default stderr handler: the command line does this, since it
+    owns the process; a host application keeps its handlers.
+    """
+    for handler_id in _HANDLERS:
+        logger.remove(handler_id)
+    _HANDLERS.clear()
+    if replace_default:
+        with contextlib.suppress(ValueError):  # loguru's default stderr handler, if still there
+            logger.remove(0)
+    stream: Any = sink or sys.stderr
     if json:
-        logger.add(_json_sink(stream if hasattr(stream, "write") else sys.stderr), level=level)  # type: ignore[arg-type]
+        target = stream if hasattr(stream, "write") else sys.stderr
+        _HANDLERS.append(logger.add(_json_sink(target), level=level, filter=_podium_records))
     else:
-        logger.add(
-            stream, level=level, format=HUMAN_FORMAT, colorize=None, backtrace=False, diagnose=False
+        _HANDLERS.append(
+            logger.add(
+                stream,
+                level=level,
+                format=_human_format,
+                filter=_podium_records,
+                colorize=None,
+                backtrace=False,
+                diagnose=False,
+            )
         )
+    logger.enable("podium")

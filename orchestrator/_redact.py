@@ -29,6 +29,10 @@ class Redactor:
             {*self._secrets, *(s for s in secrets if s and len(s) >= 3)}, key=len, reverse=True
         )
 
+    def contains_secret(self, text: str) -> bool:
+        """Whether ``text`` holds any secret this redactor knows by value."""
+        return any(secret in text for secret in self._secrets)
+
     def tree(self, value: Any) -> Any:
         """Redact every string inside nested dicts and lists (samples kept for checks)."""
         if isinstance(value, str):

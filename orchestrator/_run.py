@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors import Connector
-from pipeline import Pipeline
+from podium.connectors import Connector
+from podium.pipeline import Pipeline
 
-from ._config import DEFAULT_DATABASE_URL
-from ._database import open_database
-from ._runner import RunResult, run_pipeline
+from .config import DEFAULT_DATABASE_URL
+from .engine import RunResult, run_pipeline
+from .http import Transports
+from .storage import open_database
 
 
 async def run(
@@ -20,8 +21,13 @@ async def run(
     concurrency: int = 64,
     params: dict[str, Any] | None = None,
     dry_run: bool = False,
+    transport: Transports | None = None,
 ) -> RunResult:
-    """Run a pipeline once against ``database`` and return its recorded result."""
+    """Run a pipeline once against ``database`` and return its recorded result.
+
+    ``transport`` replaces the HTTP transport for every connector, or by connector name;
+    ``podium.testing.MockTransport`` runs the pipeline with no socket.
+    """
     if isinstance(connectors, list):
         connectors = {c.name: c for c in connectors}
     async with open_database(database) as db:
@@ -33,4 +39,5 @@ async def run(
             params=params,
             dry_run=dry_run,
             trigger="python",
+            transport=transport,
         )

@@ -7,14 +7,23 @@ package describes.
 from ._aggregate import GroupBy, Merger
 from ._errors import (
     ConfigError,
+    ConnectError,
+    CredentialError,
+    DNSError,
+    DuplicateFire,
+    HTTPStatusError,
+    NodeIdInUse,
     PipelineError,
     PluginError,
     PodiumError,
-    RequestFailed,
+    RequestError,
+    RequestTimeout,
     ResponseError,
     RunNotFound,
     StageError,
     StoreError,
+    TLSError,
+    TransportError,
 )
 from ._expr import Expr, truthy
 from ._fields import FieldSet
@@ -32,7 +41,7 @@ from ._stages import (
     Store,
     Transform,
 )
-from ._template import Template, lookup, render_tree
+from ._template import Template, TreeTemplate, lookup, render_tree
 from ._transform import Record, Rejection
 
 __all__ = [
@@ -41,12 +50,18 @@ __all__ = [
     "AnyStage",
     "Check",
     "ConfigError",
+    "ConnectError",
+    "CredentialError",
+    "DNSError",
+    "DuplicateFire",
     "Expr",
     "Fetch",
     "FieldSet",
     "GroupBy",
+    "HTTPStatusError",
     "Incremental",
     "Merger",
+    "NodeIdInUse",
     "Pipeline",
     "PipelineError",
     "PluginError",
@@ -54,7 +69,8 @@ __all__ = [
     "Range",
     "Record",
     "Rejection",
-    "RequestFailed",
+    "RequestError",
+    "RequestTimeout",
     "ResponseError",
     "RunNotFound",
     "RunPolicy",
@@ -62,8 +78,11 @@ __all__ = [
     "StageError",
     "Store",
     "StoreError",
+    "TLSError",
     "Template",
     "Transform",
+    "TransportError",
+    "TreeTemplate",
     "import_ref",
     "lookup",
     "render_tree",

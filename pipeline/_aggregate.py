@@ -6,6 +6,7 @@ number of distinct keys rather than with the number of records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import StageError
@@ -87,62 +88,81 @@ class _Acc:
         self.max: Any = None
 
 
+def _add_sum(acc: _Acc, value: Any, spec: str) -> None:
+    try:
+        acc.sum += value
+    except TypeError:
+        raise StageError(f"{spec} got a non-number {value!r}") from None
+    acc.n += 1
+
+
+def _add_min(acc: _Acc, value: Any, spec: str) -> None:
+    try:
+        if acc.min is None or value < acc.min:
+            acc.min = value
+    except TypeError:
+        raise StageError(f"{spec} cannot compare {value!r} with {acc.min!r}") from None
+
+
+def _add_max(acc: _Acc, value: Any, spec: str) -> None:
+    try:
+        if acc.max is None or value > acc.max:
+            acc.max = value
+    except TypeError:
+        raise StageError(f"{spec} cannot compare {value!r} with {acc.max!r}") from None
+
+
+def _add_count(acc: _Acc, value: Any, spec: str) -> None:
+    return None  # counting happens for every non-null value, before this
+
+
+_ADD = {"count": _add_count, "sum": _add_sum, "avg": _add_sum, "min": _add_min, "max": _add_max}
+_RESULT: dict[str, Callable[[_Acc], Any]] = {
+    "count": lambda acc: acc.count,
+    "sum": lambda acc: acc.sum,
+    "avg": lambda acc: acc.sum / acc.n if acc.n else None,
+    "min": lambda acc: acc.min,
+    "max": lambda acc: acc.max,
+}
+
+
 class GroupBy:
     """Group-by with count/sum/min/max/avg; null values are ignored, as in SQL."""
 
     def __init__(self, by: list[str], metrics: dict[str, str]) -> None:
         self._by = tuple(by)
         self._metrics = {out: parse_metric(spec) for out, spec in metrics.items()}
+        # (output, field or None for a plain count, accumulate function, spec for errors)
+        self._steps = [
+            (out, field, _ADD[reducer], spec)
+            for (out, (reducer, field)), spec in zip(
+                self._metrics.items(), metrics.values(), strict=True
+            )
+        ]
         self._groups: dict[Key, dict[str, _Acc]] = {}
 
-    def add(self, batch: list[Record]) -> None:
-        by = self._by
-        metrics = self._metrics
+    def add(self, source: str, batch: list[Record]) -> None:
+        by, steps, groups = self._by, self._steps, self._groups
         for record in batch:
             key = tuple(record.get(f) for f in by)
-            accs = self._groups.get(key)
+            accs = groups.get(key)
             if accs is None:
-                accs = self._groups[key] = {out: _Acc() for out in metrics}
-            for out, (reducer, field) in metrics.items():
+                accs = groups[key] = {out: _Acc() for out in self._metrics}
+            for out, field, add, spec in steps:
                 acc = accs[out]
                 if field is None:
                     acc.count += 1
                     continue
                 value = record.get(field)
-                if value is None:
-                    continue
-                acc.count += 1
-                if reducer in ("sum", "avg"):
-                    try:
-                        acc.sum += value
-                    except TypeError:
-                        raise StageError(f"{reducer}:{field} got a non-number {value!r}") from None
-                    acc.n += 1
-                else:
-                    try:
-                        if reducer == "min" and (acc.min is None or value < acc.min):
-                            acc.min = value
-                        elif reducer == "max" and (acc.max is None or value > acc.max):
-                            acc.max = value
-                    except TypeError:
-                        seen = acc.min if reducer == "min" else acc.max
-                        raise StageError(
-                            f"{reducer}:{field} cannot compare {value!r} with {seen!r}"
-                        ) from None
+                if value is not None:
+                    acc.count += 1
+                    add(acc, value, spec)
 
     def results(self) -> list[Record]:
         out: list[Record] = []
         for key, accs in self._groups.items():
             row: Record = dict(zip(self._by, key, strict=True))
             for name, (reducer, _field) in self._metrics.items():
-                acc = accs[name]
-                if reducer == "count":
-                    row[name] = acc.count
-                elif reducer == "sum":
-                    row[name] = acc.sum
-                elif reducer == "avg":
-                    row[name] = acc.sum / acc.n if acc.n else None
-                else:
-                    row[name] = getattr(acc, reducer)
+                row[name] = _RESULT[reducer](accs[name])
             out.append(row)
         return out

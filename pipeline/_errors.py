@@ -3,24 +3,43 @@
 Every error a user can cause or meet is a ``PodiumError``; the command line prints its
 message as one line and exits non-zero, never with a traceback. Errors from libraries
 below (aiohttp, SQLAlchemy, pydantic, tomllib) are translated into this tree where they
-cross into podium.
+cross into podium, so callers branch on a class, never on message text.
 
     PodiumError
-    ├── ConfigError          a config file or value is wrong; ``where`` names the key path
-    ├── PipelineError        a pipeline's chain is invalid (unknown stage, cycle, missing field)
-    ├── PluginError          a connector kind cannot be found, imported or configured
-    ├── RequestFailed        a request still failed after its retries
-    ├── ResponseError        an API answered something podium cannot use (bad JSON, wrong shape)
-    ├── StageError           a stage (often a user callable) raised while processing records
-    ├── StoreError           the database refused a write or a table definition
-    └── RunNotFound          no run matches the id a user asked for
+    ├── ConfigError            a config file or value is wrong; ``where`` names the key path
+    │   └── NodeIdInUse        another live daemon holds this node id
+    ├── PipelineError          a pipeline's chain is invalid (unknown stage, cycle, missing field)
+    ├── PluginError            a connector kind cannot be found, imported or configured
+    ├── RequestError           a request failed for good; carries ``request``, ``response``
+    │   ├── CredentialError    the connector's token or login failed; the request was not sent
+    │   ├── TransportError     the exchange did not complete: there is no response
+    │   │   ├── ConnectError   refused, reset or unreachable            (kind "connection")
+    │   │   ├── DNSError       the host name did not resolve            (kind "dns")
+    │   │   ├── TLSError       the TLS handshake or certificate failed  (kind "tls")
+    │   │   └── RequestTimeout no complete answer within the timeout    (kind "timeout")
+    │   ├── HTTPStatusError    the API answered an error status         (kind "status")
+    │   └── ResponseError      the API answered something unusable      (kind "bad_response")
+    ├── StageError             a stage (often a user callable) raised while processing records
+    ├── StoreError             the database refused a write or a table definition
+    ├── RunNotFound            no run matches the id a user asked for
+    └── DuplicateFire          another run already holds this (pipeline, scheduled_for) key
+
+Each class reports ``podium`` as its module, where the public API exports it.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:  # type-only: the messages live a layer up, in podium.connectors
+    from podium.connectors import Request, Response
+
 
 class PodiumError(Exception):
     """Root of every error podium raises on purpose."""
+
+    __module__ = "podium"
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.message = message
@@ -31,6 +50,14 @@ class PodiumError(Exception):
 class ConfigError(PodiumError):
     """A configuration file or value is wrong."""
 
+    __module__ = "podium"
+
+
+class NodeIdInUse(ConfigError):
+    """Another live daemon already holds this node id (a usage error: exit 2)."""
+
+    __module__ = "podium"
+
 
 class PipelineError(PodiumError, ValueError):
     """A pipeline definition is inconsistent: names, references, fields or cycles.
@@ -39,32 +66,133 @@ class PipelineError(PodiumError, ValueError):
     location of the offending value.
     """
 
+    __module__ = "podium"
+
 
 class PluginError(PodiumError):
     """A connector plugin could not be found, imported or configured."""
 
+    __module__ = "podium"
 
-class RequestFailed(PodiumError):
-    """A request failed for good: after retries, or with a status that is not retried."""
 
-    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
-        # The message names the URL itself (redacted by whoever raises this).
+class RequestError(PodiumError):
+    """A request failed for good: after its retries, or with an answer that is final.
+
+    ``request`` is the request as last sent (``None`` where the failure was found before
+    one existed, e.g. while parsing a body a connector was handed); ``response`` is the
+    final response when there was one. Messages name the URL already redacted.
+    """
+
+    __module__ = "podium"
+    # What a response check sees as ``error``.
+    kind: ClassVar[str] = "request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: Request | None = None,
+        response: Response | None = None,
+        attempts: int = 1,
+        url: str | None = None,
+    ) -> None:
+        self.request = request
+        self.response = response
+        self.attempts = attempts
+        # The redacted URL, for events and messages; never the raw one.
         self.url = url
-        self.status = status
         super().__init__(message)
 
+    @property
+    def status(self) -> int | None:
+        return self.response.status if self.response is not None else None
 
-class ResponseError(PodiumError):
-    """A response arrived but its content is unusable (not JSON, records not a list, ...)."""
+
+class CredentialError(RequestError):
+    """The connector's run-time credential (an OAuth2 token, a login) could not be obtained,
+    so the request was never sent; ``response`` is the token or login endpoint's answer."""
+
+    __module__ = "podium"
+    kind = "auth"
+
+
+class TransportError(RequestError):
+    """The exchange did not complete: no response arrived."""
+
+    __module__ = "podium"
+    kind = "connection"
+
+
+class ConnectError(TransportError):
+    """The connection was refused, reset or could not be made."""
+
+    __module__ = "podium"
+    kind = "connection"
+
+
+class DNSError(TransportError):
+    """The host name did not resolve."""
+
+    __module__ = "podium"
+    kind = "dns"
+
+
+class TLSError(TransportError):
+    """The TLS handshake failed: an untrusted, expired or mismatched certificate."""
+
+    __module__ = "podium"
+    kind = "tls"
+
+
+class RequestTimeout(TransportError):
+    """No complete answer arrived within the connector's timeout."""
+
+    __module__ = "podium"
+    kind = "timeout"
+
+
+class HTTPStatusError(RequestError):
+    """The API answered with an error status (``response`` is set)."""
+
+    __module__ = "podium"
+    kind = "status"
+
+
+class ResponseError(RequestError):
+    """A response arrived but its content is unusable (not JSON, records not a list, ...).
+
+    Connectors raise it with a message only; the engine attaches the request and response.
+    """
+
+    __module__ = "podium"
+    kind = "bad_response"
 
 
 class StageError(PodiumError):
     """A stage failed while processing records."""
 
+    __module__ = "podium"
+
 
 class StoreError(PodiumError):
     """The database refused a table definition or a write."""
 
+    __module__ = "podium"
+
 
 class RunNotFound(PodiumError):
     """No run matches a given id."""
+
+    __module__ = "podium"
+
+
+class DuplicateFire(PodiumError):
+    """Another run already holds this (pipeline, scheduled_for) key: the fire already ran."""
+
+    __module__ = "podium"
+
+    def __init__(self, pipeline: str, scheduled_for: datetime | None) -> None:
+        self.pipeline = pipeline
+        self.scheduled_for = scheduled_for
+        when = scheduled_for.isoformat() if scheduled_for else "?"
+        super().__init__(f"pipeline {pipeline!r} already has a run for the fire at {when}")

@@ -83,7 +83,7 @@ class Pipeline(BaseModel):
 
     @model_validator(mode="after")
     def _wire(self) -> Pipeline:
-        by_name: dict[str, Stage] = {}
+        by_name: dict[str, AnyStage] = {}
         for i, stage in enumerate(self.stages):
             if stage.name in by_name:
                 raise _at(i, stage, f"duplicate stage name {stage.name!r}")

@@ -34,7 +34,8 @@ def _callable(value: Any) -> Callable[..., Any]:
     target = import_ref(value) if isinstance(value, str) else value
     if not callable(target):
         raise ValueError(f"{value!r} is not callable")
-    return target
+    fn: Callable[..., Any] = target
+    return fn
 
 
 def _class(value: Any) -> type:

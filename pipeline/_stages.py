@@ -19,7 +19,7 @@ from ._coerce import CoerceName
 from ._expr import Expr
 from ._fields import FieldSet
 from ._refs import CallableRef, ClassRef
-from ._template import Template, tree_fields
+from ._template import Template, TreeTemplate
 from ._transform import Record, Rejection, compile_ops
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -94,7 +94,8 @@ class Fetch(Stage):
             raise ValueError("use either 'for_each' or 'from', not both")
         # Compiled once here, so mistakes surface at load time; cached_property keeps the
         # results as plain attributes, which the per-request path reads cheaply.
-        _ = self.path_template, self.records_expr
+        _ = self.path_template, self.records_expr, self.params_template
+        _ = self.headers_template, self.body_template
         return self
 
     def default_inputs(self, previous: str | None) -> tuple[str, ...]:
@@ -106,15 +107,27 @@ class Fetch(Stage):
         return Template(self.path)
 
     @cached_property
+    def params_template(self) -> TreeTemplate:
+        return TreeTemplate(self.params)
+
+    @cached_property
+    def headers_template(self) -> TreeTemplate:
+        return TreeTemplate(self.headers)
+
+    @cached_property
+    def body_template(self) -> TreeTemplate:
+        return TreeTemplate(self.body)
+
+    @cached_property
     def records_expr(self) -> Expr | None:
         return Expr(self.records) if self.records else None
 
     def template_fields(self) -> set[str]:
         return (
             set(self.path_template.fields)
-            | tree_fields(self.params)
-            | tree_fields(self.headers)
-            | tree_fields(self.body)
+            | self.params_template.fields
+            | self.headers_template.fields
+            | self.body_template.fields
         )
 
     def output_fields(self, inputs: FieldSet) -> FieldSet:

@@ -72,15 +72,42 @@ class Template:
         return f"Template({self.source!r})"
 
 
-def render_tree(tree: Any, values: Mapping[str, Any]) -> Any:
-    """Render every string inside nested dicts and lists (for JSON bodies and params)."""
+class TreeTemplate:
+    """Templates inside nested dicts and lists (query parameters, headers, JSON bodies),
+    compiled once: rendering walks only the parts that have holes."""
+
+    __slots__ = ("_render", "fields", "is_static", "source")
+
+    def __init__(self, tree: Any) -> None:
+        self.source = tree
+        self.fields: frozenset[str] = frozenset(tree_fields(tree))
+        self.is_static = not self.fields
+        self._render = _compile_tree(tree)
+
+    def render(self, values: Mapping[str, Any]) -> Any:
+        return self._render(values)
+
+    def __repr__(self) -> str:
+        return f"TreeTemplate({self.source!r})"
+
+
+def _compile_tree(tree: Any) -> Any:
+    if not tree_fields(tree):
+        # No holes: every render returns the same value (callers never mutate it).
+        return lambda _values: tree
     if isinstance(tree, str):
-        return Template(tree).render_value(values)
+        return Template(tree).render_value
     if isinstance(tree, dict):
-        return {k: render_tree(v, values) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [render_tree(v, values) for v in tree]
-    return tree
+        parts = [(key, _compile_tree(value)) for key, value in tree.items()]
+        return lambda values: {key: render(values) for key, render in parts}
+    items = [_compile_tree(value) for value in tree]
+    return lambda values: [render(values) for render in items]
+
+
+def render_tree(tree: Any, values: Mapping[str, Any]) -> Any:
+    """Render every string inside nested dicts and lists, compiling as it goes (use
+    ``TreeTemplate`` for a tree rendered more than once)."""
+    return TreeTemplate(tree).render(values)
 
 
 def tree_fields(tree: Any) -> set[str]:

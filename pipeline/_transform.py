@@ -93,4 +93,5 @@ def compile_ops(
     )
     namespace: dict[str, Any] = {}
     exec(compile(source, "<podium transform>", "exec"), namespace)
-    return namespace["make"](**bound)
+    apply: BatchOp = namespace["make"](**bound)
+    return apply

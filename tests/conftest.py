@@ -8,11 +8,13 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from loguru import logger
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
@@ -37,6 +39,17 @@ async def serve() -> AsyncIterator[Callable[[web.Application], object]]:
     yield start
     for server in servers:
         await server.close()
+
+
+@contextmanager
+def podium_logging() -> Iterator[None]:
+    """podium's log records for the duration: a library's are off until a host enables
+    them, and a test that looks for (or for the absence of) a log line needs them on."""
+    logger.enable("podium")
+    try:
+        yield
+    finally:
+        logger.disable("podium")
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ class DaemonProcess:
 
 async def start_daemon(config: Path, node_id: str | None) -> DaemonProcess:
     """``podium daemon`` in a subprocess; ``node_id=None`` leaves the default (host name)."""
-    from jobs._models import default_node_id
+    from podium.jobs._models import default_node_id
 
     log_path = config.parent / f"daemon-{node_id or 'default'}-{time.monotonic_ns()}.log"
     log = log_path.open("wb")

@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import pytest
 
-from connectors import ConnectorConfig, HttpConnector
-from orchestrator import run
-from pipeline import Aggregate, Fetch, Pipeline, Store
+from podium.connectors import ConnectorConfig, HttpConnector
+from podium.orchestrator import run
+from podium.pipeline import Aggregate, Fetch, Pipeline, Store
 
 from .servers import city_app
 

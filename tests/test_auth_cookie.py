@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connectors import ConnectorConfig, CookieLogin, HttpConnector
-from orchestrator import run
-from pipeline import Fetch, Pipeline, Store
+from podium.connectors import ConnectorConfig, CookieLogin, HttpConnector
+from podium.orchestrator import run
+from podium.pipeline import Fetch, Pipeline, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -167,5 +167,9 @@ async def test_a_refused_login_fails_the_run_in_one_line(
     assert result.status == "failed"
     assert state.requests == {}
     [event] = result.events
-    assert event.message.endswith("/login failed: credential request: HTTP 401")
+    # The cause, once: the login's status and what the login endpoint answered.
+    assert "could not obtain its credential: POST " in event.message
+    assert event.message.endswith(
+        """/login: HTTP 401; it answered '{"error": "bad credentials"}'"""
+    )
     assert "guessed-password" not in repr(result.events)

@@ -19,9 +19,11 @@ import pytest
 from aiohttp import web
 from loguru import logger
 
-from connectors import ConnectorConfig, HttpConnector, OAuth2ClientCredentials
-from orchestrator import run
-from pipeline import Fetch, Pipeline, Store
+from podium.connectors import ConnectorConfig, HttpConnector, OAuth2ClientCredentials
+from podium.orchestrator import run
+from podium.pipeline import Fetch, Pipeline, Store
+
+from .conftest import podium_logging
 
 pytestmark = pytest.mark.anyio
 
@@ -107,7 +109,8 @@ def log_lines() -> Iterator[list[str]]:
     """Everything podium logs during the test, at DEBUG level, as formatted lines."""
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m)), level="DEBUG", format="{message} {extra}")
-    yield lines
+    with podium_logging():
+        yield lines
     logger.remove(sink)
 
 
@@ -218,7 +221,8 @@ async def test_a_refused_client_fails_with_one_token_request_and_no_secret(
     assert result.run.stored == 0
     assert state.token_requests == 1  # the failure is remembered, not retried by each request
     assert state.data_requests == 0
-    assert any("credential request: HTTP 401" in e.message for e in result.events)
+    assert any("could not obtain its credential" in e.message for e in result.events)
+    assert any("/token: HTTP 401" in e.message for e in result.events)
     text = "\n".join(log_lines) + database_text(sqlite_url)
     assert "wrong-secret-value" not in text
 

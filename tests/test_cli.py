@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator._demo_server import serve_demo_api
-from orchestrator.cli import app
+from podium.cli import app
+from podium.cli.demo import serve_demo_api
 
 ROOT = Path(__file__).resolve().parent.parent
-PODIUM = [sys.executable, "-m", "orchestrator.cli"]
+PODIUM = [sys.executable, "-m", "podium"]
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connectors import ConnectorConfig, HttpConnector
-from orchestrator import load_config, open_database, run, run_pipeline
-from pipeline import Check, Fetch, Pipeline, Record, Store, Transform
+from podium.connectors import ConnectorConfig, HttpConnector
+from podium.orchestrator import load_config, open_database, run, run_pipeline
+from podium.pipeline import Check, Fetch, Pipeline, Record, Store, Transform
 
 from .servers import Seen
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors import ConnectorConfig, HttpConnector
-from orchestrator import run
-from pipeline import Fetch, Pipeline, Store
+from podium.connectors import ConnectorConfig, HttpConnector
+from podium.orchestrator import run
+from podium.pipeline import Fetch, Pipeline, Store
 
 from .servers import inflight_app
 

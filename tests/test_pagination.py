@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connectors import ConnectorConfig, HttpConnector
-from orchestrator import run
-from pipeline import Fetch, Pipeline, RunPolicy, Store
+from podium.connectors import ConnectorConfig, HttpConnector
+from podium.orchestrator import run
+from podium.pipeline import Fetch, Pipeline, RunPolicy, Store
 
 from .servers import Seen
 

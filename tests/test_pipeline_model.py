@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from pipeline import (
+from podium.pipeline import (
     Aggregate,
     Check,
     Fetch,
@@ -166,7 +166,7 @@ def test_group_by_and_merge_accumulators() -> None:
         group_by=["k"],
         metrics={"n": "count", "s": "sum:v", "lo": "min:v", "hi": "max:v", "mean": "avg:v"},
     ).accumulator(("src",))
-    g.add([{"k": "a", "v": 1}, {"k": "a", "v": 3}, {"k": "b", "v": None}, {"k": "b", "v": 5}])
+    g.add("in", [{"k": "a", "v": 1}, {"k": "a", "v": 3}, {"k": "b", "v": None}, {"k": "b", "v": 5}])
     assert sorted(g.results(), key=lambda r: r["k"]) == [
         {"k": "a", "n": 2, "s": 4, "lo": 1, "hi": 3, "mean": 2.0},
         {"k": "b", "n": 2, "s": 5, "lo": 5, "hi": 5, "mean": 5.0},
@@ -185,8 +185,8 @@ def test_aggregate_needs_exactly_one_mode() -> None:
 
 
 def test_group_by_on_mixed_types_is_a_stage_error() -> None:
-    from pipeline import StageError
+    from podium.pipeline import StageError
 
     g = Aggregate(name="g", group_by=["k"], metrics={"hi": "max:v"}).accumulator(("s",))
     with pytest.raises(StageError, match="max:v cannot compare 'x' with 1"):
-        g.add([{"k": 1, "v": 1}, {"k": 1, "v": "x"}])
+        g.add("in", [{"k": 1, "v": 1}, {"k": 1, "v": "x"}])

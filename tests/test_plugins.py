@@ -30,9 +30,9 @@ import anyio
 import pytest
 from aiohttp import web
 
-from connectors import Connector, connector_class, describe_kinds
-from orchestrator import load_config, open_database, run_pipeline
-from pipeline import PluginError
+from podium.connectors import Connector, connector_class, describe_kinds
+from podium.orchestrator import load_config, open_database, run_pipeline
+from podium.pipeline import PluginError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "podium-example-connector"
@@ -287,7 +287,7 @@ async def test_a_broken_plugin_is_one_line_and_other_pipelines_run(
 
 
 def test_discovery_order_and_unknown_kinds(example_plugin: str) -> None:
-    from connectors import HttpConnector
+    from podium.connectors import HttpConnector
 
     assert connector_class("http") is HttpConnector  # built-ins first
     by_entry_point = connector_class("ndjson")
@@ -401,7 +401,7 @@ def write_probe(root: Path, kind: str, answer: str) -> tuple[Path, str]:
         encoding="utf-8",
     )
     (module / "__init__.py").write_text(
-        "from connectors import Connector\n\n\n"
+        "from podium import Connector\n\n\n"
         f"class Probe(Connector):\n    kind = {kind!r}\n    ANSWER = {answer!r}\n",
         encoding="utf-8",
     )
@@ -440,7 +440,7 @@ def test_an_installed_plugin_is_never_stale_and_is_removed_afterwards(tmp_path: 
                 [
                     sys.executable,
                     "-c",
-                    f"from connectors import connector_class; "
+                    f"from podium.connectors import connector_class; "
                     f"print(connector_class({kind!r}).ANSWER)",
                 ],
                 capture_output=True,

@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from loguru import logger
 from sqlmodel import Field, SQLModel
 
-from connectors import ConnectorConfig, HttpConnector
-from orchestrator import run
-from pipeline import Fetch, Pipeline, Store, Transform
+from podium.connectors import ConnectorConfig, HttpConnector
+from podium.orchestrator import run
+from podium.pipeline import Fetch, Pipeline, Store, Transform
 
+from .conftest import podium_logging
 from .servers import items_app
 
 pytestmark = [pytest.mark.anyio]
@@ -170,7 +171,8 @@ async def test_a_field_appearing_in_later_records_adds_a_column(
     logged: list[str] = []
     sink = logger.add(logged.append, level="INFO", format="{message}")
     try:
-        result = await run(pipeline, [api(base, concurrency=1)], database=postgres_url)
+        with podium_logging():
+            result = await run(pipeline, [api(base, concurrency=1)], database=postgres_url)
     finally:
         logger.remove(sink)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from connectors import ConnectorConfig, HttpConnector, RetryPolicy
-from orchestrator import RunResult, run
-from pipeline import Fetch, Pipeline, RunPolicy, Store
+from podium.connectors import ConnectorConfig, HttpConnector, RetryPolicy
+from podium.orchestrator import RunResult, run
+from podium.pipeline import Fetch, Pipeline, RunPolicy, Store
 
 from .servers import flaky_app, status_app
 

@@ -13,9 +13,9 @@ import anyio
 import pytest
 from aiohttp import web
 
-from connectors import ConnectorConfig, HttpConnector, RetryPolicy
-from orchestrator import run
-from pipeline import Aggregate, Check, Fetch, Pipeline, RunPolicy, Store
+from podium.connectors import ConnectorConfig, HttpConnector, RetryPolicy
+from podium.orchestrator import run
+from podium.pipeline import Aggregate, Check, Fetch, Pipeline, RunPolicy, Store
 
 from .servers import items_app
 
@@ -80,7 +80,7 @@ async def test_client_errors_become_recorded_failures_not_tracebacks(
     )
     result = await run(pipeline, [api], database=sqlite_url)
     assert result.status == "partial"
-    assert "TooManyRedirects" in result.events[0].message
+    assert "more than 10 redirects" in result.events[0].message
     assert result.run.retries == 0  # a redirect loop is not retried
     assert rows(sqlite_url, "select id from ok order by id") == [(1,), (2,), (3,)]
 

@@ -10,9 +10,9 @@ import anyio
 import pytest
 from aiohttp import web
 
-from connectors import ConnectorConfig, HttpConnector
-from orchestrator import run
-from pipeline import Check, Fetch, Pipeline, RunPolicy, Store, Transform
+from podium.connectors import ConnectorConfig, HttpConnector
+from podium.orchestrator import run
+from podium.pipeline import Check, Fetch, Pipeline, RunPolicy, Store, Transform
 
 from .servers import items_app
 

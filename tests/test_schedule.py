@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import build_plan, parse_duration
-from jobs._adapter import fingerprint, make_trigger, missed_fire
-from jobs._models import Schedule
-from orchestrator import load_config
-from pipeline import ConfigError
+from podium.jobs import build_plan, parse_duration
+from podium.jobs._adapter import fingerprint, make_trigger, missed_fire
+from podium.jobs._models import Schedule
+from podium.orchestrator import load_config
+from podium.pipeline import ConfigError
 
 from .daemon_helpers import pipeline_toml, write_config
 

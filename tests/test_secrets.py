@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from connectors import ConnectorConfig, HttpConnector, RetryPolicy
-from orchestrator import RunResult, run
-from pipeline import Check, Fetch, Pipeline, Store
+from podium.connectors import ConnectorConfig, HttpConnector, RetryPolicy
+from podium.orchestrator import RunResult, run
+from podium.pipeline import Check, Fetch, Pipeline, Store
 
+from .conftest import podium_logging
 from .servers import status_app
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +32,8 @@ def logs() -> Iterator[list[str]]:
     """Every log record of the test, serialized whole (message, extra, exception)."""
     lines: list[str] = []
     sink = logger.add(lines.append, level="DEBUG", serialize=True)
-    yield lines
+    with podium_logging():
+        yield lines
     logger.remove(sink)
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors import ConnectorConfig, HttpConnector
-from orchestrator import run
-from pipeline import Fetch, Pipeline, Store
+from podium.connectors import ConnectorConfig, HttpConnector
+from podium.orchestrator import run
+from podium.pipeline import Fetch, Pipeline, Store
 
 from .servers import session_app
 

@@ -12,8 +12,16 @@ from typing import Any, Literal
 
 import orjson
 
-from connectors import Connector, ConnectorConfig, Paginator, Request, Response
-from pipeline import Fetch, Record, ResponseError
+from podium import (
+    Connector,
+    ConnectorConfig,
+    Fetch,
+    Paginator,
+    Record,
+    Request,
+    Response,
+    ResponseError,
+)
 
 __all__ = ["HeaderToken", "NdjsonConfig", "NdjsonConnector"]
 

@@ -10,12 +10,9 @@ import functools
 import sys
 from typing import Annotated
 
-import anyio
-import orjson
 import typer
 
-from ._cli_app import DEFAULT_CONFIG, ConfigOption, _console, app, user_errors
-from ._logging import configure_logging
+from ._app import DEFAULT_CONFIG, ConfigOption, app, console, user_errors
 
 
 @app.command()
@@ -29,9 +26,12 @@ def daemon(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
 ) -> None:
     """Fire scheduled pipelines until SIGTERM; SIGHUP (or `podium reload`) re-reads the config."""
-    from jobs import run_daemon  # the scheduler is imported by this command only
+    import anyio
 
-    configure_logging(level="DEBUG" if verbose else "INFO", json=log_json)
+    from podium.jobs import run_daemon  # the scheduler is imported by this command only
+    from podium.orchestrator import configure_logging
+
+    configure_logging(level="DEBUG" if verbose else "INFO", json=log_json, replace_default=True)
     code = anyio.run(functools.partial(run_daemon, config, node_id=node_id), backend="asyncio")
     raise typer.Exit(code)
 
@@ -43,7 +43,7 @@ def reload(
     node_id: Annotated[str | None, typer.Option("--node-id", help="only this node")] = None,
 ) -> None:
     """Make running daemons re-read the config; reports each node's answer."""
-    from jobs import reload_daemons
+    from podium.jobs import reload_daemons
 
     for info in reload_daemons(config, node_id):
         typer.echo(f"reloaded node {info['node_id']} (pid {info['pid']})")
@@ -57,28 +57,32 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print /status as JSON")] = False,
 ) -> None:
     """Show running daemons: schedules, next fire, last run and its outcome."""
-    from jobs import fetch_statuses
+    import anyio
+    import orjson
+
+    from podium.jobs import fetch_statuses
 
     statuses = anyio.run(functools.partial(fetch_statuses, config, node_id), backend="asyncio")
     if as_json:
         sys.stdout.write(orjson.dumps(statuses, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     from rich.table import Table
+    from rich.text import Text
 
-    console = _console()
+    out = console()
     for doc in statuses:
-        title = f"node {doc['node_id']} (pid {doc['pid']}, {doc['mode']} store)"
+        title = Text(f"node {doc['node_id']} (pid {doc['pid']}, {doc['mode']} store)")
         table = Table(title=title, title_justify="left")
         for column in ("pipeline", "schedule", "next fire", "running", "last run", "outcome"):
             table.add_column(column, overflow="fold")
         for p in doc["pipelines"]:
             last = p["last_run"] or {}
             table.add_row(
-                p["name"],
-                p["schedule"],
-                p["next_fire"] or "-",
+                Text(p["name"]),
+                Text(p["schedule"]),
+                Text(p["next_fire"] or "-"),
                 str(p["running"]),
-                last.get("started_at") or "-",
-                last.get("status") or "-",
+                Text(last.get("started_at") or "-"),
+                Text(last.get("status") or "-"),
             )
-        console.print(table)
+        out.print(table)

@@ -2,7 +2,7 @@
 
 The skeleton is a complete package: a pyproject that registers the connector under the
 ``podium.connectors`` entry-point group, a connector class with its own config model,
-and a test that runs it in a pipeline against a local aiohttp server.
+and a test that runs it in a pipeline with ``podium.testing`` (no socket opened).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from string import Template
 
-from connectors import ENTRY_POINT_GROUP
-from pipeline import ConfigError
+from podium.connectors import ENTRY_POINT_GROUP
+from podium.pipeline import ConfigError
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 
@@ -54,8 +54,7 @@ response becomes records. Override only what this API does differently.
 
 from __future__ import annotations
 
-from connectors import Connector, ConnectorConfig, Response
-from pipeline import Fetch, Record
+from podium import Connector, ConnectorConfig, Fetch, Record, Response
 
 
 class ${cls}Config(ConnectorConfig):
@@ -81,59 +80,52 @@ class $cls(Connector):
 ''')
 
 _TEST = Template('''\
-"""The connector in a real pipeline against a local aiohttp server: no network, no mocks."""
+"""The connector in a real pipeline, its API answered from memory: no socket, no server.
+
+podium.testing swaps only the transport; auth, pagination, retries, the store and the
+run journal are podium's own, as in production.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from connectors import connector_class
-from orchestrator import run
-from pipeline import Fetch, Pipeline, Store
+import podium
+from podium.connectors import connector_class
+from podium.testing import MockReply, MockTransport, podium_database, reply, run, stored_rows
 from $package import $cls
 
 pytestmark = pytest.mark.anyio
+__all__ = ["podium_database"]  # the fixture, used by name below
 
 
 @pytest.fixture
 def anyio_backend() -> str:
-    return "asyncio"  # aiohttp runs on asyncio only
+    return "asyncio"  # podium runs on asyncio
 
 
-async def test_fetches_and_stores(tmp_path: Path) -> None:
-    versions: list[str | None] = []
+async def test_fetches_and_stores(podium_database: str) -> None:
+    seen: list[podium.Request] = []
 
-    async def items(request: web.Request) -> web.Response:
-        versions.append(request.headers.get("X-Api-Version"))
-        return web.json_response({"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
+    def api(request: podium.Request) -> MockReply:
+        seen.append(request)
+        return reply(json={"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
 
-    app = web.Application()
-    app.router.add_get("/items", items)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        base_url = str(server.make_url("")).rstrip("/")
-        connector = $cls("api", $cls.Config(kind="$kind", base_url=base_url))
-        pipeline = Pipeline(
-            name="smoke",
-            stages=[
-                Fetch(name="items", connector="api", path="/items", records="items"),
-                Store(name="save", table="items", key=["id"]),
-            ],
-        )
-        result = await run(pipeline, [connector], database=f"sqlite:///{tmp_path / 'test.db'}")
-    finally:
-        await server.close()
+    connector = $cls("api", $cls.Config(kind="$kind", base_url="https://api.example.test"))
+    pipeline = podium.Pipeline(
+        name="smoke",
+        stages=[
+            podium.Fetch(name="items", connector="api", path="/items", records="items"),
+            podium.Store(name="save", table="items", key=["id"]),
+        ],
+    )
+    result = await run(
+        pipeline, [connector], database=podium_database, transport=MockTransport(api)
+    )
     assert result.status == "ok", result.run.error
-    assert versions == ["v1"]
-    with sqlite3.connect(tmp_path / "test.db") as db:
-        rows = db.execute("select id, name from items order by id").fetchall()
-    assert rows == [(1, "a"), (2, "b")]
+    assert [r.headers["X-Api-Version"] for r in seen] == ["v1"]
+    rows = await stored_rows(podium_database, "items")
+    assert [(r["id"], r["name"]) for r in rows] == [(1, "a"), (2, "b")]
 
 
 def test_registered_by_entry_point() -> None:

@@ -17,11 +17,12 @@ from typing import Any
 import sqlalchemy as sa
 from loguru import logger
 
-from pipeline import Record, Store, StoreError
+from podium.pipeline import Record, Store, StoreError
 
 from ._database import Database
 
 Converter = Callable[[Any], Any]
+RowBuilder = Callable[[Record], tuple[Any, ...]]
 
 
 def infer_type(value: Any) -> sa.types.TypeEngine[Any]:
@@ -61,7 +62,7 @@ class TableWriter:
         self.dialect = database.dialect
         self._table: sa.Table | None = None
         self._inferred = stage.model is None
-        self._statements: dict[tuple[str, ...], tuple[str, Callable[[Record], tuple]]] = {}
+        self._statements: dict[tuple[str, ...], tuple[str, RowBuilder]] = {}
         self._ignored: set[str] = set()
 
     @property
@@ -175,16 +176,13 @@ class TableWriter:
             )
         return tuple(c.name for c in table.columns if c.name in seen or c.name in self.keys)
 
-    def _statement(
-        self, table: sa.Table, columns: tuple[str, ...]
-    ) -> tuple[str, Callable[[Record], tuple]]:
+    def _statement(self, table: sa.Table, columns: tuple[str, ...]) -> tuple[str, RowBuilder]:
         cached = self._statements.get(columns)
         if cached is not None:
             return cached
-        if self.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(table).values({c: sa.bindparam(c) for c in columns})
         updates = [c for c in columns if c not in self.keys]
         if updates:
@@ -229,9 +227,7 @@ def _sqlite_datetime(value: Any) -> Any:
     return value
 
 
-def _tuple_builder(
-    order: tuple[str, ...], converters: list[Converter | None]
-) -> Callable[[Record], tuple]:
+def _tuple_builder(order: tuple[str, ...], converters: list[Converter | None]) -> RowBuilder:
     """A function record → parameter tuple, generated for this column list.
 
     This runs once per stored row; a generated expression with one ``get`` per column
@@ -254,4 +250,5 @@ def _tuple_builder(
     )
     namespace: dict[str, Any] = {}
     exec(compile(source, "<podium row builder>", "exec"), namespace)
-    return namespace["make"](order, converters)
+    build: RowBuilder = namespace["make"](order, converters)
+    return build

@@ -23,31 +23,25 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from pipeline import ConfigError, StoreError
+from podium.pipeline import ConfigError, StoreError
+
+from ..config._database_url import database_kind
 
 T = TypeVar("T")
 
 # How long a write waits for another writer's lock on a SQLite file, in all.
 LOCKED_WAIT = 30.0
 SQLITE_BUSY_MS = 20
-_SQLITE = ("sqlite", "sqlite+pysqlite", "sqlite+aiosqlite")
-_POSTGRES = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2")
 
 
 def engine_url(url: str) -> sa.URL:
     """The URL with the driver podium uses for it; a ConfigError for anything else."""
+    kind = database_kind(url)
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"not a database URL: {url!r}", where="database.url") from None
-    if parsed.drivername in _SQLITE:
-        return parsed.set(drivername="sqlite+pysqlite")
-    if parsed.drivername in _POSTGRES:
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ConfigError(
-        f"unsupported database {parsed.drivername!r} (use sqlite:/// or postgresql://)",
-        where="database.url",
-    )
+    return parsed.set(drivername="sqlite+pysqlite" if kind == "sqlite" else "postgresql+asyncpg")
 
 
 def _is_locked(exc: OperationalError) -> bool:
@@ -78,11 +72,12 @@ class Database:
 
     @property
     def dialect(self) -> sa.Dialect:
-        return self._engine.dialect
+        dialect: sa.Dialect = self._engine.dialect
+        return dialect
 
     @property
     def name(self) -> str:
-        return self._engine.dialect.name
+        return self.dialect.name
 
     async def run(
         self,
@@ -102,11 +97,14 @@ class Database:
         delay = 0.01
         while True:
             try:
+                result: T
                 if self._async:
                     async with self._engine.begin() as conn:
-                        return await conn.run_sync(work, *args)
-                with self._engine.begin() as conn:
-                    return work(conn, *args)
+                        result = await conn.run_sync(work, *args)
+                else:
+                    with self._engine.begin() as conn:
+                        result = work(conn, *args)
+                return result
             except OperationalError as exc:
                 if not _is_locked(exc) or time.monotonic() + delay > deadline:
                     raise store_error(exc, what) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._cli_app import _console, app, user_errors
+from ._app import app, console, user_errors
 
 connectors_app = typer.Typer(
     help="Connector kinds: list what is installed, or start a new plugin package.",
@@ -28,23 +28,25 @@ def connectors_main(ctx: typer.Context) -> None:
 def list_connectors() -> None:
     """List the connector kinds installed: kind, package, version and config fields."""
     from rich.table import Table
+    from rich.text import Text
 
-    from connectors import COMMON_FIELDS, describe_kinds
+    from podium.connectors import COMMON_FIELDS, describe_kinds
 
     table = Table(
         title="connector kinds",
         title_justify="left",
-        caption=f"every kind also takes: {', '.join(COMMON_FIELDS)}",
+        caption=Text(f"every kind also takes: {', '.join(COMMON_FIELDS)}"),
         caption_justify="left",
     )
     for column in ("kind", "package", "version", "config fields"):
         table.add_column(column, overflow="fold")
     for info in describe_kinds():
         if info.error is not None:
-            table.add_row(info.kind, info.package, info.version, f"[red]broken: {info.error}[/red]")
+            fields = Text(f"broken: {info.error}", style="red")
         else:
-            table.add_row(info.kind, info.package, info.version, ", ".join(info.fields) or "-")
-    _console().print(table)
+            fields = Text(", ".join(info.fields) or "-")
+        table.add_row(Text(info.kind), Text(info.package), Text(info.version), fields)
+    console().print(table)
 
 
 @connectors_app.command("new")

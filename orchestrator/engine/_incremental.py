@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import Fetch, Pipeline, Record, ResponseError
+from podium.pipeline import Fetch, Pipeline, Record, ResponseError
 
-from ._journal import Journal
+from ..storage import Journal
 
 _KEY_PREFIX = "incremental:"
 

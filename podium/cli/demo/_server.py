@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
-from ._demo_api import demo_app
+from ._api import demo_app
 
 
 @contextmanager

@@ -14,18 +14,20 @@ from datetime import datetime
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from loguru import logger
 
-from connectors import Connector
-from pipeline import Check, Pipeline, PodiumError
+from podium.connectors import Connector
+from podium.pipeline import Check, Pipeline, PodiumError, Transform
 
-from ._context import CheckTally, RunContext
-from ._database import Database
-from ._gateway import Gateway
+from .._redact import Redactor
+from ..http import Gateway, Transports
+from ..storage import CheckResultRow, Database, Journal, RunEventRow, RunRow, utcnow
+from ._checks import CheckTally
+from ._context import RunContext
 from ._incremental import advanced_marks, load_cursors
-from ._journal import CheckResultRow, Journal, RunEventRow, RunRow, utcnow
-from ._redact import Redactor
-from ._stage_tasks import Item, Outbox, fusible, run_stage
+from ._stage_io import Item, Outbox
+from ._stage_tasks import fusible, run_stage
 from ._stats import RunStats, StageStats
 
 # Batches buffered between two stages; with fetch batches of ~20-100 records this bounds
@@ -68,12 +70,15 @@ async def run_pipeline(
     stats: RunStats | None = None,
     run_id: str | None = None,
     secrets: Iterable[str] = (),
+    transport: Transports | None = None,
 ) -> RunResult:
     """Run ``pipeline`` once and record it; raises only for errors before the run starts.
 
     Raises ``DuplicateFire`` when ``scheduled_for`` is set and that fire already ran.
     ``secrets`` are values masked wherever the run logs or records text (the config's
     environment-provided values); connectors' own credentials are added to them.
+    ``transport`` replaces the HTTP transport, for every connector or by connector name
+    (``podium.testing.MockTransport`` runs a pipeline with no socket).
     """
     missing = sorted(pipeline.connectors() - connectors.keys())
     if missing:
@@ -94,14 +99,16 @@ async def run_pipeline(
         trigger=trigger,
         scheduled_for=scheduled_for,
         params=redactor.tree(merged_params),
+        dry_run=dry_run,
     )
     cursors = await load_cursors(journal, pipeline)
     await journal.start(run)
     gateway = Gateway(
         {name: connectors[name] for name in sorted(pipeline.connectors())},
         concurrency=concurrency,
-        stats=stats,
+        stats=stats.connectors,
         redactor=redactor,
+        transports=transport,
     )
     ctx = RunContext(run, pipeline, stats, gateway, database, merged_params, dry_run)
     ctx.cursors = cursors
@@ -167,8 +174,8 @@ def _fusion(pipeline: Pipeline) -> dict[str, tuple[str, ...]]:
 async def _run_stages(ctx: RunContext) -> None:
     pipeline = ctx.pipeline
     chains = _fusion(pipeline)
-    inboxes: dict[str, Any] = {}
-    senders: dict[str, Any] = {}
+    inboxes: dict[str, MemoryObjectReceiveStream[Item]] = {}
+    senders: dict[str, MemoryObjectSendStream[Item]] = {}
     for name in chains:
         if pipeline.inputs_of(name):
             send, receive = anyio.create_memory_object_stream[Item](EDGE_BUFFER)
@@ -179,8 +186,8 @@ async def _run_stages(ctx: RunContext) -> None:
         outboxes[name] = [senders[c].clone() for c in pipeline.consumers_of(tail)]
     # The originals were only templates for the clones: close them so that each inbox ends
     # exactly when its producers do.
-    for send in senders.values():
-        send.close()
+    for template in senders.values():
+        template.close()
     async with anyio.create_task_group() as tg:
         for name, chain in chains.items():
             tg.start_soon(
@@ -189,27 +196,23 @@ async def _run_stages(ctx: RunContext) -> None:
                 pipeline.stage(name),
                 inboxes.get(name),
                 outboxes[name],
-                tuple(pipeline.stage(n) for n in chain),
+                _fused_stages(pipeline, chain),
                 name=f"stage:{name}",
             )
 
 
+def _fused_stages(pipeline: Pipeline, chain: tuple[str, ...]) -> tuple[Transform | Check, ...]:
+    stages = tuple(pipeline.stage(n) for n in chain)
+    fused = tuple(s for s in stages if isinstance(s, Transform | Check))
+    assert len(fused) == len(stages), "only transforms and checks are fused"
+    return fused
+
+
 async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
-    run, stats = ctx.run, ctx.stats
+    """Count, conclude and record the run; the record is written even while cancelled."""
     checks = list(ctx.checks.values())
-    for tally in checks:
-        if tally.check.on == "run" and run.status == "running":
-            tally.observe(stats.counts())
-    run.requests = stats.requests
-    run.retries = stats.retries
-    run.failed_requests = stats.failed_requests
-    run.records_in = stats.records_in()
-    run.records_out = stats.records_out()
-    run.rejected = stats.rejected
-    run.stored = stats.stored
-    run.checks_failed = sum(1 for t in checks if t.failed)
-    stats.checks_failed = run.checks_failed
-    run.stages = {name: s.as_dict() for name, s in stats.stages.items()}
+    _tally(ctx, checks)
+    run = ctx.run
     if run.status == "running":
         run.status = _status(ctx, checks)
         if run.status == "failed" and run.error is None:
@@ -227,13 +230,39 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
     # Marks advance only after a clean run: every stage finished and nothing anywhere was
     # lost — no failed request, no rejected record, no failed check (an inner merge or a
     # dropping check downstream could otherwise skip a record that never reached a store).
-    marks = (
-        advanced_marks(ctx.cursors)
-        if ctx.cursors and run.status == "ok" and not ctx.dry_run
-        else None
+    clean = run.status == "ok" and not ctx.dry_run
+    marks = advanced_marks(ctx.cursors) if ctx.cursors and clean else None
+    await _record(ctx, journal, rows, marks)
+    duration = (run.finished_at - run.started_at).total_seconds()
+    logger.info(
+        "run {} in {:.2f}s: {} requests, {} stored", run.status, duration, run.requests, run.stored
     )
-    # The record of the run is written even while the run is being cancelled, but within
-    # a deadline: an unreachable database must not hold a shutdown forever.
+    return RunResult(run, ctx.stats, rows, ctx.events)
+
+
+def _tally(ctx: RunContext, checks: list[CheckTally]) -> None:
+    """Copy the live counters into the run's row; run checks see the final counts."""
+    run, stats = ctx.run, ctx.stats
+    for tally in checks:
+        if tally.check.on == "run" and run.status == "running":
+            tally.observe(stats.counts())
+    run.requests = stats.requests
+    run.retries = stats.retries
+    run.failed_requests = stats.failed_requests
+    run.records_in = stats.records_in()
+    run.records_out = stats.records_out()
+    run.rejected = stats.rejected
+    run.stored = stats.stored
+    run.checks_failed = stats.checks_failed = sum(1 for t in checks if t.failed)
+    run.stages = {name: s.as_dict() for name, s in stats.stages.items()}
+
+
+async def _record(
+    ctx: RunContext, journal: Journal, rows: list[CheckResultRow], marks: dict[str, Any] | None
+) -> None:
+    """Write the run's final record within a deadline: an unreachable database must not
+    hold a shutdown forever."""
+    run = ctx.run
     with anyio.move_on_after(JOURNAL_DEADLINE, shield=True) as scope:
         try:
             await journal.finish(run, ctx.events, rows, marks)
@@ -246,15 +275,6 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
             run.status,
             JOURNAL_DEADLINE,
         )
-    duration = (run.finished_at - run.started_at).total_seconds()
-    logger.info(
-        "run {} in {:.2f}s: {} requests, {} stored",
-        run.status,
-        duration,
-        run.requests,
-        run.stored,
-    )
-    return RunResult(run, stats, rows, ctx.events)
 
 
 def _status(ctx: RunContext, checks: list[CheckTally]) -> str:

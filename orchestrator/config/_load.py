@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors import Connector, connector_class
-from pipeline import ConfigError, Fetch, Pipeline, PodiumError
+from podium.connectors import Connector, connector_class
+from podium.pipeline import ConfigError, Fetch, Pipeline, PodiumError
 
-from ._database import engine_url
+from ._database_url import database_kind
 from ._interpolate import interpolate
 
 DEFAULT_DATABASE_URL = "sqlite:///podium.db"
@@ -107,7 +107,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except ValidationError as exc:
         raise _config_error(exc, path, "") from None
     try:
-        engine_url(top.database.url)
+        database_kind(top.database.url)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: database.url") from None
     config = Config(path, top.database, top.limits, top.scheduler, secrets=secrets)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, desc, select, update
 from sqlalchemy.exc import IntegrityError
 
-from pipeline import RunNotFound, StoreError
+from podium.pipeline import DuplicateFire, RunNotFound, StoreError
 
 from ._database import Database
 
@@ -55,6 +55,7 @@ runs_table = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in _COUNTS),
     sa.Column("error", sa.Text),
+    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
     sa.Column("params", sa.JSON),
     sa.Column("stages", sa.JSON),
     sa.UniqueConstraint("pipeline", "scheduled_for", name="uq_podium_runs_fire"),
@@ -127,6 +128,7 @@ class RunRow(_Row):
     stored: int = 0
     checks_failed: int = 0
     error: str | None = None
+    dry_run: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     stages: dict[str, Any] = Field(default_factory=dict)
 
@@ -159,10 +161,6 @@ class CheckResultRow(_Row):
 
 
 JOURNAL_TABLES = [runs_table, events_table, checks_table, state_table]
-
-
-class DuplicateFire(Exception):
-    """Another run already holds this (pipeline, scheduled_for) key."""
 
 
 _RUNS, _EVENTS, _CHECKS = runs_table, events_table, checks_table

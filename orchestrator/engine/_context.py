@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 
-from pipeline import Check, Pipeline, truthy
+from podium.pipeline import Pipeline
 
-from ._database import Database
-from ._gateway import Gateway
+from ..http import Gateway
+from ..storage import MAX_EVENTS_PER_RUN, Database, RunEventRow, RunRow
+from ._checks import CheckTally
 from ._incremental import CursorTracker
-from ._journal import MAX_EVENTS_PER_RUN, CheckResultRow, RunEventRow, RunRow
 from ._stats import RunStats
-
-SAMPLES_PER_CHECK = 5
-
-
-@dataclass
-class CheckTally:
-    """Pass/fail counts of one check over a run, with a few failing samples."""
-
-    check: Check
-    # Samples are stored with the run: they pass through the run's redactor first.
-    redact: Callable[[Any], Any] = lambda value: value
-    passed: int = 0
-    failed: int = 0
-    samples: list[Any] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._search = self.check.expr.search
-
-    def observe(self, data: Any) -> bool:
-        if truthy(self._search(data)):
-            self.passed += 1
-            return True
-        self.failed += 1
-        if len(self.samples) < SAMPLES_PER_CHECK:
-            self.samples.append(self.redact(data))
-        return False
-
-    def row(self, run_id: str) -> CheckResultRow:
-        return CheckResultRow(
-            run_id=run_id,
-            name=self.check.name,
-            target=self.check.on,
-            expect=self.check.expect,
-            severity=self.check.severity,
-            passed=self.passed,
-            failed=self.failed,
-            ok=self.failed == 0,
-            samples=self.samples,
-        )
 
 
 @dataclass(slots=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..http import ConnectorStats
 
 
 @dataclass(slots=True)
@@ -30,15 +31,6 @@ class StageStats:
         if self.rejected:
             data["rejected"] = self.rejected
         return data
-
-
-@dataclass(slots=True)
-class ConnectorStats:
-    requests: int = 0
-    retries: int = 0
-    failed: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-    seconds: float = 0.0
 
 
 @dataclass(slots=True)

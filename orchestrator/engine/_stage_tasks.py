@@ -1,0 +1,151 @@
+"""One task per stage; per-batch stages (transforms, checks) may run inside their producer.
+
+``run_stage`` opens the stage's outboxes, builds its emit chain — the fused per-batch
+stages first, then the sends to every consumer — and hands over to the stage kind's task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from loguru import logger
+
+from podium.pipeline import (
+    Aggregate,
+    AnyStage,
+    Check,
+    Fetch,
+    PodiumError,
+    Record,
+    StageError,
+    Store,
+    Transform,
+)
+
+from ._context import RunContext
+from ._fetch import FetchTask
+from ._stage_io import Emit, Inbox, Outbox, batches, make_emit
+from ._store import StoreTask
+
+AGGREGATE_CHUNK = 1000
+REJECT_SAMPLES = 20
+BatchStep = Callable[[list[Record]], Awaitable[list[Record]]]
+
+
+async def run_stage(
+    ctx: RunContext,
+    stage: AnyStage,
+    inbox: Inbox | None,
+    outboxes: list[Outbox],
+    fused: tuple[Transform | Check, ...] = (),
+) -> None:
+    """Run one stage task; ``fused`` per-batch stages run inline on its output."""
+    with logger.contextualize(stage=stage.name):
+        async with AsyncExitStack() as stack:
+            for outbox in outboxes:
+                await stack.enter_async_context(outbox)
+            emit = make_emit(fused[-1].name if fused else stage.name, outboxes)
+            for step_stage in reversed(fused):
+                emit = _emit_through(ctx, step_stage, emit)
+            if isinstance(stage, Fetch):
+                await FetchTask(ctx, stage, emit).run(inbox)
+            elif isinstance(stage, Transform | Check):
+                step = batch_step(ctx, stage)
+                async for _source, batch in batches(ctx, stage.name, inbox):
+                    out = await step(batch)
+                    if out:
+                        await emit(out)
+            elif isinstance(stage, Aggregate):
+                await _aggregate(ctx, stage, inbox, emit)
+            elif isinstance(stage, Store):
+                await StoreTask(ctx, stage).run(inbox)
+        for done in (stage, *fused):
+            ctx.stats.stages[done.name].finished = True
+            logger.debug("stage {} finished: {}", done.name, ctx.stats.stages[done.name].as_dict())
+
+
+def fusible(stage: AnyStage) -> bool:
+    """Stages that work batch by batch with no state of their own can run inline."""
+    return isinstance(stage, Transform | Check)
+
+
+def _emit_through(ctx: RunContext, stage: Transform | Check, emit: Emit) -> Emit:
+    stats = ctx.stats.stages[stage.name]
+    step = batch_step(ctx, stage)
+
+    async def emit_through(batch: list[Record]) -> None:
+        stats.records_in += len(batch)
+        out = await step(batch)
+        if out:
+            await emit(out)
+
+    return emit_through
+
+
+def batch_step(ctx: RunContext, stage: Transform | Check) -> BatchStep:
+    """The per-batch work of a transform or check stage, counted in its stats."""
+    if isinstance(stage, Check):
+        return _check_step(ctx, stage)
+    return _transform_step(ctx, stage)
+
+
+def _check_step(ctx: RunContext, stage: Check) -> BatchStep:
+    stats = ctx.stats.stages[stage.name]
+    observe = ctx.checks[stage.name].observe
+    on_records, drop = stage.on == "records", stage.drop
+
+    async def check(batch: list[Record]) -> list[Record]:
+        if on_records:
+            if drop:
+                batch = [r for r in batch if observe(r)]
+            else:
+                for record in batch:
+                    observe(record)
+        stats.records_out += len(batch)
+        return batch
+
+    return check
+
+
+def _transform_step(ctx: RunContext, stage: Transform) -> BatchStep:
+    stats = ctx.stats.stages[stage.name]
+
+    async def transform(batch: list[Record]) -> list[Record]:
+        try:
+            out, rejected = await stage.apply(batch)
+        except PodiumError:
+            raise
+        except Exception as exc:  # user code: report it as this stage's failure, in one line
+            target = f" ({getattr(stage.call, '__qualname__', stage.call)})" if stage.call else ""
+            raise StageError(
+                f"transform {stage.name!r}{target} raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if rejected:
+            before = stats.rejected
+            stats.rejected += len(rejected)
+            for record, reason in rejected[: max(0, REJECT_SAMPLES - before)]:
+                ctx.event("record_rejected", reason, stage=stage.name, record=_jsonable(record))
+        stats.records_out += len(out)
+        return out
+
+    return transform
+
+
+async def _aggregate(ctx: RunContext, stage: Aggregate, inbox: Inbox | None, emit: Emit) -> None:
+    stats = ctx.stats.stages[stage.name]
+    accumulator = stage.accumulator(ctx.pipeline.inputs_of(stage.name))
+    async for source, batch in batches(ctx, stage.name, inbox):
+        accumulator.add(source, batch)
+    results = accumulator.results()
+    stats.records_out += len(results)
+    for i in range(0, len(results), AGGREGATE_CHUNK):
+        await emit(results[i : i + AGGREGATE_CHUNK])
+
+
+def _jsonable(record: Record) -> dict[str, Any]:
+    return {
+        k: v if isinstance(v, str | int | float | bool | type(None)) else str(v)
+        for k, v in record.items()
+    }

@@ -1,0 +1,404 @@
+"""The one place every outbound request passes: limits, retries, redirects, credentials.
+
+Each connector has a channel per run: its transport (one aiohttp session, so its own
+cookie jar and pool), a limiter, its pause state and its run-time credential. A request
+takes a slot from its connector's limiter and from the global limiter for each attempt
+(never while it sleeps between attempts), so the number in flight never exceeds either.
+
+Credentials are added here, per request, not by the session: the connector's headers
+(auth among them) go to the origin that asked for them. A redirect is followed here too:
+to the same origin with everything, to another origin without the connector's
+credentials — its auth headers, headers holding a secret, and its cookies — unless the
+connector sets ``redirects.credentials = "any_origin"`` (aiohttp would strip only
+``Authorization`` and keep an API-key header).
+
+Auth flows that need a run-time credential (an OAuth2 token, a login cookie) share one
+per channel: the first request that needs it obtains it under the channel's lock while
+the others wait, so a burst of requests costs one token fetch or one login. If it cannot
+be obtained, every request of the channel fails with that one ``CredentialError`` without
+being sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from urllib.parse import urljoin, urlsplit
+
+import anyio
+import anyio.lowlevel
+from loguru import logger
+
+from podium.connectors import Connector, Credential, NeedCredential, Request, Response
+from podium.connectors import origin as url_origin
+from podium.pipeline import (
+    CredentialError,
+    HTTPStatusError,
+    PluginError,
+    PodiumError,
+    RequestError,
+    ResponseError,
+    TransportError,
+)
+
+from .._redact import Redactor
+from ._retry import GiveUp, Retry, decide_failure, decide_status
+from ._stats import ConnectorStats
+from ._transport import AiohttpTransport, Transport
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Transports by connector name, or one for every connector (tests, replays).
+Transports = Transport | Mapping[str, Transport]
+
+
+class ConnectorChannel:
+    """One connector's transport, limiter, pause state and credential within a run."""
+
+    def __init__(self, connector: Connector, transport: Transport, stats: ConnectorStats) -> None:
+        self.connector = connector
+        self.transport = transport
+        self.stats = stats
+        cfg = connector.config
+        self.limiter = anyio.CapacityLimiter(cfg.concurrency)
+        self.policy = cfg.retry
+        self.redirects = cfg.redirects
+        self.paused_until = 0.0
+        self.headers = connector.session_headers()
+        # Header names that carry a credential: never sent on a hop to another origin.
+        self.credential_headers = frozenset(
+            name.lower() for name in (*connector.credential_header_names(), "authorization")
+        ) | {"cookie", "proxy-authorization"}
+        # Requests go out as built (no per-request auth flow to drive).
+        self.direct = not connector.needs_auth_flow()
+        # The session's run-time credential; obtained under auth_lock, one at a time.
+        self.credential: Credential | None = None
+        self.credential_deadline = float("inf")
+        self.auth_lock = anyio.Lock()
+        # A failed token fetch or login fails every request of the run the same way,
+        # instead of being repeated by each of them.
+        self.auth_failure: CredentialError | None = None
+
+    def usable_credential(self, need: NeedCredential) -> Credential | None:
+        """The current credential, unless it expired or is the one the flow found stale."""
+        current = self.credential
+        if (
+            current is not None
+            and current is not need.stale
+            and time.monotonic() < self.credential_deadline
+        ):
+            return current
+        return None
+
+
+class Gateway:
+    """Owns every transport of a run; use as ``async with Gateway(...) as gateway``."""
+
+    def __init__(
+        self,
+        connectors: dict[str, Connector],
+        *,
+        concurrency: int,
+        stats: dict[str, ConnectorStats],
+        redactor: Redactor,
+        transports: Transports | None = None,
+    ) -> None:
+        self._connectors = connectors
+        self._global = anyio.CapacityLimiter(concurrency)
+        self._stats = stats
+        self.redact = redactor
+        self._transports = transports
+        self._channels: dict[str, ConnectorChannel] = {}
+        self._stack = AsyncExitStack()
+
+    def _transport_for(self, name: str, connector: Connector) -> Transport:
+        given = self._transports
+        if isinstance(given, Transport):
+            return given
+        if given is not None and name in given:
+            return given[name]
+        return AiohttpTransport(connector.config)
+
+    async def __aenter__(self) -> Gateway:
+        async with AsyncExitStack() as stack:
+            for name, connector in self._connectors.items():
+                self.redact.add(connector.secrets())
+                transport = await stack.enter_async_context(self._transport_for(name, connector))
+                stats = self._stats.setdefault(name, ConnectorStats())
+                self._channels[name] = ConnectorChannel(connector, transport, stats)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Closing transports must finish even when the run is being cancelled.
+        with anyio.CancelScope(shield=True):
+            await self._stack.aclose()
+        # aiohttp closes transports on the next loop turns; give them those turns.
+        await anyio.lowlevel.checkpoint()
+
+    def connector(self, name: str) -> Connector:
+        return self._channels[name].connector
+
+    # -- sending ----------------------------------------------------------------------------
+    async def send(self, connector_name: str, request: Request) -> Response:
+        """Send through the connector's auth flow; the final response, status below 400.
+
+        Raises ``HTTPStatusError`` (with the response) for an error status, a
+        ``TransportError`` when no answer came, ``CredentialError`` when the connector's
+        credential could not be obtained (the request was not sent).
+        """
+        channel = self._channels[connector_name]
+        if channel.direct:
+            response = await self._send_with_retries(channel, request)
+        else:
+            response = await self._send_through_flow(channel, request)
+        if response.status >= 400:
+            raise self._status_error(response)
+        return response
+
+    async def _send_through_flow(self, channel: ConnectorChannel, request: Request) -> Response:
+        flow = channel.connector.auth_flow(request)
+        response: Response | None = None
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, NeedCredential):
+                    step = flow.send(await self._credential(channel, step))
+                else:
+                    response = await self._send_with_retries(channel, step)
+                    step = flow.send(response)
+        except StopIteration:
+            pass
+        finally:
+            flow.close()
+        if response is None:
+            raise PluginError(
+                f"connector {channel.connector.name!r}: its auth flow sent no request"
+            )
+        return response
+
+    async def _send_with_retries(self, channel: ConnectorChannel, request: Request) -> Response:
+        """The final answer to ``request`` after the policy's retries (any status)."""
+        policy, stats = channel.policy, channel.stats
+        attempt = 0
+        while True:
+            attempt += 1
+            decision: Retry | GiveUp | None
+            try:
+                response = await self._attempt(channel, request)
+            except TransportError as exc:
+                decision = decide_failure(policy, attempt, exc.message)
+                if isinstance(decision, GiveUp):
+                    raise self._translate(exc, decision.reason, attempt) from None
+            except RequestError as exc:  # the exchange itself is wrong: again would be too
+                raise self._translate(exc, exc.message, attempt) from None
+            else:
+                decision = decide_status(
+                    policy, attempt, response.status, response.headers.get("Retry-After")
+                )
+                if decision is None:
+                    response.attempts = attempt
+                    return response
+                if isinstance(decision, GiveUp):
+                    response.attempts = attempt
+                    raise self._status_error(response, decision.reason)
+            stats.retries += 1
+            if decision.pause:
+                channel.paused_until = max(channel.paused_until, time.monotonic() + decision.delay)
+            logger.debug(
+                "retrying {} in {:.2f}s: {}", self._url(request), decision.delay, decision.reason
+            )
+            await anyio.sleep(decision.delay)
+
+    async def _attempt(self, channel: ConnectorChannel, request: Request) -> Response:
+        """One attempt: a slot on both limiters, then the exchange and its redirects."""
+        await self._take_slots(channel)
+        try:
+            return await self._exchange(channel, request)
+        finally:
+            self._global.release()
+            channel.limiter.release()
+
+    async def _exchange(self, channel: ConnectorChannel, request: Request) -> Response:
+        stats, redirects = channel.stats, channel.redirects
+        current, credentials, hops = request, True, 0
+        while True:
+            stats.requests += 1
+            response = await channel.transport.send(
+                self._dress(channel, current, credentials), cookies=credentials
+            )
+            stats.statuses[response.status] += 1
+            stats.seconds += response.elapsed
+            location = response.headers.get("Location")
+            if response.status not in REDIRECT_STATUSES or not redirects.follow or not location:
+                response.redirects = hops
+                return response
+            hops += 1
+            if hops > redirects.max:
+                raise ResponseError(
+                    f"more than {redirects.max} redirects (last to {location})",
+                    request=current,
+                    response=response,
+                )
+            target = urljoin(response.url, location)
+            if urlsplit(target).scheme.lower() not in ("http", "https"):
+                raise ResponseError(f"redirect to a non-HTTP URL {location!r}", request=current)
+            if (
+                credentials
+                and redirects.credentials == "same_origin"
+                and url_origin(target) != url_origin(response.url)
+            ):
+                credentials = False  # from here on, every hop goes without them
+            current = _redirected(current, response.status, target)
+
+    def _dress(self, channel: ConnectorChannel, request: Request, credentials: bool) -> Request:
+        """The request as it goes out: with the connector's headers, or stripped of every
+        credential on a hop to another origin."""
+        if credentials:
+            if not channel.headers:
+                return request
+            headers = {**channel.headers, **request.headers} if request.headers else channel.headers
+            return Request(
+                request.method, request.url, request.params, headers, request.json, request.form
+            )
+        contains_secret = self.redact.contains_secret
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() not in channel.credential_headers and not contains_secret(value)
+        }
+        params = {k: v for k, v in request.params.items() if not contains_secret(str(v))}
+        return Request(request.method, request.url, params, headers, request.json, request.form)
+
+    async def _credential(self, channel: ConnectorChannel, need: NeedCredential) -> Credential:
+        """The channel's credential: the current one, or a new one obtained exactly once
+        however many requests ask at the same moment (single flight)."""
+        current = channel.usable_credential(need)
+        if current is not None:
+            return current
+        async with channel.auth_lock:
+            if channel.auth_failure is not None:
+                raise channel.auth_failure
+            current = channel.usable_credential(need)
+            if current is not None:
+                return current
+            try:
+                credential = await self._obtain_credential(channel)
+            except CredentialError as exc:
+                channel.auth_failure = exc
+                raise
+            channel.credential = credential
+            channel.credential_deadline = (
+                float("inf")
+                if credential.expires_in is None
+                else time.monotonic() + credential.expires_in
+            )
+            self.redact.add(credential.secrets)
+            return credential
+
+    async def _obtain_credential(self, channel: ConnectorChannel) -> Credential:
+        connector = channel.connector
+        flow = connector.credential_flow()
+        if flow is None:
+            raise PluginError(
+                f"connector {connector.name!r}: its auth asked for a credential it cannot obtain"
+            )
+        outgoing: Request | None = None
+        try:
+            outgoing = next(flow)
+            while True:
+                response = await self._send_with_retries(channel, outgoing)
+                if response.status >= 400:
+                    raise self._status_error(response)
+                outgoing = flow.send(response)
+        except StopIteration as done:
+            credential: Credential = done.value
+            return credential
+        except RequestError as exc:
+            raise self._credential_error(connector, exc) from None
+        finally:
+            flow.close()
+
+    def _credential_error(self, connector: Connector, exc: RequestError) -> CredentialError:
+        excerpt = ""
+        if exc.response is not None and exc.response.body:
+            excerpt = f"; it answered {self.redact(exc.response.excerpt())!r}"
+        return CredentialError(
+            f"connector {connector.name!r} could not obtain its credential: {exc.message}{excerpt}",
+            request=exc.request,
+            response=exc.response,
+            attempts=exc.attempts,
+            url=exc.url,
+        )
+
+    async def _take_slots(self, channel: ConnectorChannel) -> None:
+        """A slot on the connector's and the global limiter, outside any pause.
+
+        The pause is checked again once the slots are held: requests that were queued on
+        a limiter when a 429 arrived must not go out before the server's Retry-After.
+        """
+        while True:
+            delay = channel.paused_until - time.monotonic()
+            if delay > 0:
+                await anyio.sleep(delay)
+            await _acquire(channel.limiter)
+            try:
+                await _acquire(self._global)
+            except BaseException:
+                channel.limiter.release()
+                raise
+            if channel.paused_until <= time.monotonic():
+                return
+            self._global.release()
+            channel.limiter.release()
+
+    # -- errors -----------------------------------------------------------------------------
+    def _url(self, request: Request) -> str:
+        if request.params:
+            query = "&".join(f"{k}={v}" for k, v in request.params.items())
+            joiner = "&" if "?" in request.url else "?"
+            return self.redact(f"{request.url}{joiner}{query}")
+        return self.redact(request.url)
+
+    def _status_error(self, response: Response, reason: str | None = None) -> HTTPStatusError:
+        request = response.request
+        url = self._url(request)
+        reason = reason or f"HTTP {response.status}"
+        return HTTPStatusError(
+            f"{request.method} {url}: {self.redact(reason)}",
+            request=request,
+            response=response,
+            attempts=response.attempts,
+            url=url,
+        )
+
+    def _translate(self, exc: RequestError, reason: str, attempts: int) -> RequestError:
+        """The transport's error, now with the URL (redacted) and the attempts it took."""
+        request = exc.request
+        url = self._url(request) if request is not None else None
+        message = f"{request.method} {url}: {self.redact(reason)}" if request else reason
+        return type(exc)(
+            message, request=request, response=exc.response, attempts=attempts, url=url
+        )
+
+
+def _redirected(request: Request, status: int, target: str) -> Request:
+    """The next hop's request: 303, and 301/302 after a POST, become a bodiless GET (what
+    browsers and every HTTP client do); 307 and 308 keep the method and the body."""
+    if status == 303 or (status in (301, 302) and request.method == "POST"):
+        method = "GET" if request.method != "HEAD" else "HEAD"
+        return Request(method, target, {}, request.headers)
+    return Request(request.method, target, {}, request.headers, request.json, request.form)
+
+
+async def _acquire(limiter: anyio.CapacityLimiter) -> None:
+    # A free slot is taken without a scheduler round trip; only a full limiter waits.
+    try:
+        limiter.acquire_nowait()
+    except anyio.WouldBlock:
+        await limiter.acquire()
+
+
+def error_kind(exc: PodiumError) -> str:
+    """What a response check sees as ``error`` for a failed request."""
+    return getattr(exc, "kind", None) or "request"

@@ -1,0 +1,242 @@
+"""``podium run``, ``demo``, ``demo-api``, ``validate`` and ``pipelines``.
+
+Exit codes: 0 the run was ok (or partial within its policy), 1 the run failed,
+2 a usage or configuration mistake. User mistakes print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._app import DEFAULT_CONFIG, EXIT_FAILED, ConfigOption, app, console, error, user_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from podium.orchestrator import Config, RunResult
+
+
+def parse_params(values: list[str] | None) -> dict[str, Any]:
+    """``--param key=value`` pairs; values that read as JSON keep their type."""
+    import orjson
+
+    from podium.pipeline import ConfigError
+
+    params: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param expects key=value, got {item!r}")
+        try:
+            params[key] = orjson.loads(raw)  # numbers, booleans, lists stay typed
+        except orjson.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+async def _execute(
+    config: Config,
+    name: str,
+    *,
+    params: dict[str, Any],
+    dry_run: bool,
+    progress: Console | None,
+) -> RunResult:
+    import anyio
+
+    from podium.orchestrator import RunStats, open_database, run_pipeline
+    from podium.pipeline import ConfigError
+
+    pipeline = config.pipeline(name)
+    unknown = sorted(set(params) - set(pipeline.params))
+    if unknown:
+        known = ", ".join(pipeline.params) or "none"
+        raise ConfigError(
+            f"pipeline {name!r} has no parameter {', '.join(unknown)} (parameters: {known})"
+        )
+    connectors = config.connectors_for(pipeline)
+    stats = RunStats()
+    run = functools.partial(
+        run_pipeline,
+        pipeline,
+        connectors=connectors,
+        concurrency=config.limits.concurrency,
+        params=params,
+        dry_run=dry_run,
+        stats=stats,
+        secrets=config.secrets,
+    )
+    async with open_database(config.database.url) as database:
+        if progress is None:
+            return await run(database=database)
+        from ._progress import LiveProgress
+
+        live = LiveProgress(progress, stats)
+        result: RunResult | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.run, name="progress")
+            try:
+                result = await run(database=database)
+            finally:
+                tg.cancel_scope.cancel()
+        assert result is not None
+        return result
+
+
+def _report(result: RunResult, *, as_json: bool) -> None:
+    from ._display import result_json, run_report
+
+    if as_json:
+        import orjson
+
+        sys.stdout.write(
+            orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+    else:
+        out = console()
+        for part in run_report(result.run, result.checks, result.events):
+            out.print(part)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def run_command(
+    config_path: Path,
+    pipeline: str,
+    *,
+    params: dict[str, Any],
+    dry_run: bool,
+    as_json: bool,
+    log_json: bool,
+    verbose: bool,
+) -> None:
+    import anyio
+
+    from podium.orchestrator import configure_logging, load_config
+
+    configure_logging(
+        level="DEBUG" if verbose else "WARNING" if as_json else "INFO",
+        json=log_json,
+        replace_default=True,
+    )
+    config = load_config(config_path)
+    err = console(stderr=True)
+    show_progress = err.is_terminal and not as_json and not log_json
+    result = anyio.run(
+        functools.partial(
+            _execute,
+            config,
+            pipeline,
+            params=params,
+            dry_run=dry_run,
+            progress=err if show_progress else None,
+        ),
+        backend="asyncio",
+    )
+    _report(result, as_json=as_json)
+
+
+@app.command()
+@user_errors
+def run(
+    pipeline: Annotated[str, typer.Argument(help="pipeline name from the config")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="override a parameter: key=value")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="fetch and check, store nothing")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", help="log JSON lines to stderr")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    """Run a pipeline once, with live progress and a summary."""
+    run_command(
+        config,
+        pipeline,
+        params=parse_params(param),
+        dry_run=dry_run,
+        as_json=as_json,
+        log_json=log_json,
+        verbose=verbose,
+    )
+
+
+@app.command()
+@user_errors
+def demo(
+    config: ConfigOption = DEFAULT_CONFIG,
+    pipeline: Annotated[str, typer.Option(help="pipeline to run")] = "demo",
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Run the demo pipeline against the bundled demo API (offline, on loopback)."""
+    from .demo import serve_demo_api
+
+    with serve_demo_api() as url:
+        os.environ["PODIUM_DEMO_URL"] = url
+        run_command(
+            config,
+            pipeline,
+            params={},
+            dry_run=False,
+            as_json=as_json,
+            log_json=False,
+            verbose=False,
+        )
+
+
+@app.command("demo-api")
+@user_errors
+def demo_api(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+) -> None:
+    """Serve the bundled demo API on 127.0.0.1 until interrupted."""
+    from aiohttp import web
+
+    from ._app import plain
+    from .demo import demo_app
+
+    web.run_app(demo_app(), host="127.0.0.1", port=port, print=lambda s: plain(s, stderr=True))
+
+
+@app.command()
+@user_errors
+def validate(
+    config: ConfigOption = DEFAULT_CONFIG,
+    pipeline: Annotated[str | None, typer.Argument(help="validate only this pipeline")] = None,
+) -> None:
+    """Check the config: every connector and pipeline, or one pipeline and its connectors."""
+    from podium.orchestrator.config import load_config
+
+    loaded = load_config(config)
+    if pipeline is not None:
+        chosen = loaded.pipeline(pipeline)
+        loaded.connectors_for(chosen)
+        typer.echo(f"{config}: pipeline {pipeline!r} is valid")
+        return
+    problems = loaded.problems()
+    for problem in problems:
+        error(str(problem))
+    if problems:
+        raise typer.Exit(2)
+    typer.echo(
+        f"{config}: ok — {len(loaded.pipelines)} pipelines, {len(loaded.connectors)} connectors"
+    )
+
+
+@app.command()
+@user_errors
+def pipelines(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """List the config's pipelines and their stages."""
+    from podium.orchestrator.config import load_config
+
+    from ._display import pipelines_table
+
+    console().print(pipelines_table(load_config(config)))
