@@ -1,4 +1,5 @@
-"""Local JSON server for the W1 benchmark (5,000 pages x 20 records).
+"""Local JSON server for the benchmarks: W1 (5,000 pages x 20 records), W2 (a 500-page
+next-URL chain of 20 records each) and the start-up benchmark's one-record page.
 
 Run in its own process so its CPU time is never charged to the client being measured:
 
@@ -7,6 +8,9 @@ Run in its own process so its CPU time is never charged to the client being meas
 Routes:
     GET  /items/{page}          page 0..4999, body precomputed for the current generation
     GET  /items/{page}?round=N  the same page as generation N (built on demand; for ad-hoc checks)
+    GET  /chain/{n}             W2: n 0..499, records n*20..n*20+19 and "next": "/chain/{n+1}"
+                                (no "next" on the last page); ?round=N as above, kept in "next"
+    GET  /one                   {"items": [{"id": 1}]}: the start-up benchmark's one request
     GET  /_generation           {"generation": N}
     POST /_generation[?set=N]   move to generation N (default: current + 1), rebuild all bodies
 
@@ -30,6 +34,10 @@ from aiohttp import web
 PAGES = 5_000
 PER_PAGE = 20
 TOTAL_ROWS = PAGES * PER_PAGE
+# W2 reuses W1's records (ids 0..9,999), so both are verified by the same record() function.
+CHAIN_PAGES = 500
+CHAIN_ROWS = CHAIN_PAGES * PER_PAGE
+ONE_BODY = orjson.dumps({"items": [{"id": 1}]})
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -52,45 +60,75 @@ def page_body(page: int, generation: int) -> bytes:
     return orjson.dumps({"page": page, "items": items})
 
 
+def chain_body(page: int, generation: int, query: str = "") -> bytes:
+    """Page ``page`` of the W2 chain; the link to the next page keeps ``query`` (?round=N)."""
+    items = [record(page * PER_PAGE + j, generation) for j in range(PER_PAGE)]
+    body: dict[str, Any] = {"page": page, "items": items}
+    if page + 1 < CHAIN_PAGES:
+        body["next"] = f"/chain/{page + 1}{query}"
+    return orjson.dumps(body)
+
+
 class Pages:
     """Holds the precomputed bodies of the current generation."""
 
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.bodies: list[bytes] = []
+        self.chain: list[bytes] = []
         self.rebuild(generation)
 
     def rebuild(self, generation: int) -> None:
         # Built up front (~0.2 s) so serving a request is a list lookup, not JSON encoding.
         self.bodies = [page_body(p, generation) for p in range(PAGES)]
+        self.chain = [chain_body(p, generation) for p in range(CHAIN_PAGES)]
         self.generation = generation
 
 
 PAGES_KEY = web.AppKey("pages", Pages)
 
 
-def _page_number(request: web.Request) -> int:
+def _page_number(request: web.Request, pages: int = PAGES) -> int:
     try:
         page = int(request.match_info["page"])
     except ValueError:
         raise web.HTTPNotFound(text="page must be an integer") from None
-    if not 0 <= page < PAGES:
-        raise web.HTTPNotFound(text=f"page must be in 0..{PAGES - 1}")
+    if not 0 <= page < pages:
+        raise web.HTTPNotFound(text=f"page must be in 0..{pages - 1}")
     return page
+
+
+def _round(request: web.Request) -> int | None:
+    round_arg = request.query.get("round")
+    if round_arg is None:
+        return None
+    try:
+        return int(round_arg)
+    except ValueError:
+        raise web.HTTPBadRequest(text="round must be an integer") from None
 
 
 async def get_items(request: web.Request) -> web.Response:
     pages = request.app[PAGES_KEY]
     page = _page_number(request)
-    round_arg = request.query.get("round")
-    if round_arg is None:
-        body = pages.bodies[page]
-    else:
-        try:
-            body = page_body(page, int(round_arg))
-        except ValueError:
-            raise web.HTTPBadRequest(text="round must be an integer") from None
+    generation = _round(request)
+    body = pages.bodies[page] if generation is None else page_body(page, generation)
     return web.Response(body=body, content_type="application/json")
+
+
+async def get_chain(request: web.Request) -> web.Response:
+    pages = request.app[PAGES_KEY]
+    page = _page_number(request, CHAIN_PAGES)
+    generation = _round(request)
+    if generation is None:
+        body = pages.chain[page]
+    else:
+        body = chain_body(page, generation, f"?round={generation}")
+    return web.Response(body=body, content_type="application/json")
+
+
+async def get_one(request: web.Request) -> web.Response:
+    return web.Response(body=ONE_BODY, content_type="application/json")
 
 
 async def get_generation(request: web.Request) -> web.Response:
@@ -114,6 +152,8 @@ def make_app(generation: int) -> web.Application:
     app = web.Application()
     app[PAGES_KEY] = Pages(generation)
     app.router.add_get("/items/{page}", get_items)
+    app.router.add_get("/chain/{page}", get_chain)
+    app.router.add_get("/one", get_one)
     app.router.add_get("/_generation", get_generation)
     app.router.add_post("/_generation", set_generation)
     return app
