@@ -34,8 +34,9 @@ W1 = _harness.Workload(
     env_prefix="W1",
     expected_rows=_harness.w1_server.TOTAL_ROWS,
     # CPU, because wall time on two cores mostly tracks it (the client is CPU-bound).
+    # The issue sets 1.1× (it was 1.25×).
     target_metric="cpu_s",
-    target_ratio=1.25,
+    target_ratio=1.1,
 )
 
 if __name__ == "__main__":
