@@ -30,7 +30,7 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy build/typecheck/podium
 
 bench: $(BIN)/.installed
-	$(BIN)/python bench/run_w1.py
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) build podium.db podium.db-wal podium.db-shm .pytest_cache .ruff_cache .mypy_cache
