@@ -86,10 +86,6 @@ class _AuthBase(BaseModel):
         """Headers sent with every request to the connector's origin."""
         return {}
 
-    def header_names(self) -> set[str]:
-        """Names of the headers that carry the credential (withheld from other origins)."""
-        return set(self.session_headers())
-
     def flow(self, request: Request) -> AuthFlow:
         yield request
 
@@ -182,9 +178,6 @@ class OAuth2ClientCredentials(_AuthBase):
     def _basic(self) -> str:
         raw = f"{self.client_id}:{self.client_secret.get_secret_value()}".encode()
         return base64.b64encode(raw).decode("ascii")
-
-    def header_names(self) -> set[str]:
-        return {"Authorization"}
 
     def flow(self, request: Request) -> AuthFlow:
         credential = yield NeedCredential()

@@ -114,11 +114,6 @@ class Connector:
             headers.update(self.config.auth.session_headers())
         return headers
 
-    def credential_header_names(self) -> set[str]:
-        """Headers that carry this connector's credential, withheld from other origins."""
-        auth: _AuthBase | None = self.config.auth
-        return set() if auth is None else auth.header_names()
-
     def auth_flow(self, request: Request) -> AuthFlow:
         auth: _AuthBase | None = self.config.auth
         if auth is None:

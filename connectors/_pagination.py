@@ -20,6 +20,15 @@ lifts the rule for an API that really pages across hosts.
 Totals read from a response (``total_pages``, ``total``) must be whole numbers (a JSON
 number or a numeric string); anything else is a ``ResponseError`` naming the expression
 and the value, recorded as a bad response like any other unusable body.
+
+Every chain either yields exactly the server's records or ends with a named error:
+
+- offsets advance by the records a page actually held, never by the ``limit`` asked for
+  (servers cap page sizes); without a total, only an empty page ends an offset chain;
+- a record total is turned into pages by the page size the server really used (the
+  first page's length, when shorter than asked), and a chain that ends short of a stated
+  total reports the shortfall (``shortfall``), which the engine records as a failure;
+- a cursor or a next link seen before in the same chain is an error (the API would loop).
 """
 
 from __future__ import annotations
@@ -67,13 +76,16 @@ class _Paginator(BaseModel):
     stop_on_empty: bool = True
 
     _pages: int = PrivateAttr(0)
+    # Records received so far in this chain, and whether max_pages ended it on purpose.
+    _received: int = PrivateAttr(0)
+    _capped: bool = PrivateAttr(False)
 
     def fresh(self) -> Self:
         """A copy with the chain state reset: one validated prototype serves every chain
         of a stage (compiled expressions are shared, state is not)."""
         copy = self.model_copy()
         for name, private in self.__private_attributes__.items():
-            setattr(copy, name, private.get_default())
+            setattr(copy, name, private.get_default(call_default_factory=True))
         return copy
 
     @cached_property
@@ -85,7 +97,9 @@ class _Paginator(BaseModel):
 
     def next(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         self._pages += 1
+        self._received += len(records)
         if self.max_pages is not None and self._pages >= self.max_pages:
+            self._capped = True
             return None
         if self.stop_on_empty and not records:
             return None
@@ -102,11 +116,32 @@ class _Paginator(BaseModel):
 
     def rest(self, following: Request) -> list[Request] | None:
         """After the first page, with ``following`` the second page's request: the requests
-        for every page after it, when they can all be known now; None to go page by page."""
+        for every page after it, when they can all be known now; None to go page by page.
+        The engine reports each of those pages' record counts with ``count``."""
+        return None
+
+    def count(self, records: int) -> None:
+        """Records received on a page fetched from ``rest`` (concurrently)."""
+        self._received += records
+
+    def shortfall(self) -> str | None:
+        """Once the chain is over: why it holds fewer records than the API stated, or None.
+        Paginators that know no total have nothing to compare with."""
         return None
 
     def _page_budget(self, total_pages: int) -> int:
-        return total_pages if self.max_pages is None else min(total_pages, self.max_pages)
+        if self.max_pages is not None and total_pages > self.max_pages:
+            self._capped = True
+            return self.max_pages
+        return total_pages
+
+    def _short_of(self, total: int | None, source: str | None) -> str | None:
+        if total is None or self._capped or self._received >= total:
+            return None
+        return (
+            f"the chain ended after {self._received} of the {total} records its total "
+            f"({source!r}) stated"
+        )
 
 
 Paginator = _Paginator
@@ -127,8 +162,13 @@ class _FollowsLinks(_Paginator):
     # session's credentials there); off unless the paginate table opts in.
     allow_other_hosts: bool = False
 
+    _seen: set[str] = PrivateAttr(default_factory=set)
+
     def follow(self, request: Request, response: Response, link: str) -> Request:
         url = urljoin(response.url, link)
+        self._seen.add(response.url)
+        if url in self._seen:
+            raise ResponseError(f"next page link {link!r} leads back to a page already fetched")
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
             raise ResponseError(f"next page link {link!r} is not an http(s) URL")
@@ -172,20 +212,34 @@ class LinkHeader(_FollowsLinks):
 
 
 class PageNumber(_Paginator):
-    """``?page=N``; stops on an empty page, at the total (read from any page that states
-    it: ``total_pages``, or ``total`` records of ``page_size`` each), or at max pages."""
+    """``?page=N``; stops on an empty page, at the stated number of pages (``total_pages``,
+    or ``total`` records divided by the page size the server really used), or at
+    ``max_pages``."""
 
     type: Literal["page_number"]
     param: str = "page"
     start: int = 1
     total_pages: str | None = None
     total: str | None = None
+    # The size to ask for (with page_size_param); the page size used to count pages from a
+    # record total is the first page's real length.
     page_size: int | None = Field(default=None, ge=1)
     page_size_param: str | None = None
     parallel: bool = False
 
     _page: int = PrivateAttr(0)
-    _total: int | None = PrivateAttr(None)
+    _total_pages: int | None = PrivateAttr(None)
+    _total_records: int | None = PrivateAttr(None)
+    _size: int | None = PrivateAttr(None)
+    _ended_empty: bool = PrivateAttr(False)
+
+    @model_validator(mode="after")
+    def _check(self) -> PageNumber:
+        if self.page_size_param is not None and self.page_size is None:
+            raise ValueError("'page_size_param' needs 'page_size'")
+        if self.total is not None and self.total_pages is not None:
+            raise ValueError("give 'total_pages' or 'total' (records), not both")
+        return self
 
     @cached_property
     def _total_pages_expr(self) -> Expr | None:
@@ -195,47 +249,68 @@ class PageNumber(_Paginator):
     def _total_expr(self) -> Expr | None:
         return _expr(self.total)
 
-    @model_validator(mode="after")
-    def _check(self) -> PageNumber:
-        if self.total is not None and self.page_size is None:
-            raise ValueError("'total' counts records: give 'page_size' to turn it into pages")
-        if self.page_size_param is not None and self.page_size is None:
-            raise ValueError("'page_size_param' needs 'page_size'")
-        return self
-
     def first(self, request: Request) -> Request:
         self._page = self.start
         if self.page_size_param is not None:
             request = request.with_params(**{self.page_size_param: self.page_size})
         return request.with_params(**{self.param: self.start})
 
-    def _read_total(self, response: Response) -> None:
+    def next(self, request: Request, response: Response, records: list[Any]) -> Request | None:
+        if not records and self._pages_known() is not None:
+            self._ended_empty = True
+        return super().next(request, response, records)
+
+    def _read_total(self, response: Response, records: list[Any]) -> None:
         # The total may be stated on the first page only: a page without it keeps the last.
-        if self.total_pages is not None:
-            total = self._total_pages_expr.search(response.json())  # type: ignore[union-attr]
+        if self._size is None and records:
+            self._size = (
+                len(records) if self.page_size is None else min(len(records), self.page_size)
+            )
+        if self._total_pages_expr is not None:
+            total = self._total_pages_expr.search(response.json())
             if total is not None:
-                self._total = _count(self.total_pages, total)
-        elif self.total is not None and self.page_size is not None:
-            total = self._total_expr.search(response.json())  # type: ignore[union-attr]
+                self._total_pages = _count(self._total_pages_expr.source, total)
+        elif self._total_expr is not None:
+            total = self._total_expr.search(response.json())
             if total is not None:
-                self._total = math.ceil(_count(self.total, total) / self.page_size)
+                self._total_records = _count(self._total_expr.source, total)
+
+    def _pages_known(self) -> int | None:
+        if self._total_pages is not None:
+            return self._total_pages
+        if self._total_records is not None and self._size:
+            return math.ceil(self._total_records / self._size)
+        return None
 
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        self._read_total(response)
+        self._read_total(response, records)
         self._page += 1
-        if self._total is not None and self._page - self.start >= self._total:
+        pages = self._pages_known()
+        if pages is not None and self._page - self.start >= pages:
             return None
         return request.with_params(**{self.param: self._page})
 
     def rest(self, following: Request) -> list[Request] | None:
-        if not self.parallel or self._total is None or self._pages != 1:
+        pages = self._pages_known()
+        if not self.parallel or pages is None or self._pages != 1:
             return None
-        last = self.start + self._page_budget(self._total)
+        last = self.start + self._page_budget(pages)
         return [following.with_params(**{self.param: p}) for p in range(self._page + 1, last)]
+
+    def shortfall(self) -> str | None:
+        if self._total_records is not None:
+            return self._short_of(self._total_records, self.total)
+        pages = self._pages_known()
+        if self._ended_empty and pages is not None and not self._capped:
+            return f"page {self.start + self._pages - 1} was empty, before the {pages} pages stated"
+        return None
 
 
 class Offset(_Paginator):
-    """``?offset=N&limit=M``; stops on a short or empty page, or at ``total`` when given."""
+    """``?offset=N&limit=M``. The offset advances by the records each page actually held —
+    a server that caps its pages below ``limit`` is followed, not skipped over. The chain
+    ends on an empty page, at ``total`` when stated, or on a short page only with
+    ``stop_on_short = true`` (saves one request, for APIs that never cap a page)."""
 
     type: Literal["offset"]
     offset_param: str = "offset"
@@ -243,6 +318,7 @@ class Offset(_Paginator):
     limit: int = Field(default=100, ge=1)
     total: str | None = None
     parallel: bool = False
+    stop_on_short: bool = False
 
     _offset: int = PrivateAttr(0)
     _total: int | None = PrivateAttr(None)
@@ -259,27 +335,37 @@ class Offset(_Paginator):
             total = self._total_expr.search(response.json())
             if total is not None:
                 self._total = _count(self._total_expr.source, total)
-        self._offset += self.limit
+        received = len(records)
+        self._offset += received
+        if received == 0:  # nothing to advance by: the end, whatever stop_on_empty says
+            return None
         if self._total is not None and self._offset >= self._total:
             return None
-        if self._total is None and len(records) < self.limit:
+        if self._total is None and self.stop_on_short and received < self.limit:
             return None
         return request.with_params(**{self.offset_param: self._offset})
 
     def rest(self, following: Request) -> list[Request] | None:
         if not self.parallel or self._total is None or self._pages != 1:
             return None
-        end = min(self._total, self._page_budget(math.ceil(self._total / self.limit)) * self.limit)
-        offsets = range(self._offset + self.limit, end, self.limit)
+        step = self._offset  # what the first page really held: the server's page size
+        pages = self._page_budget(math.ceil(self._total / step))
+        offsets = range(self._offset + step, min(self._total, pages * step), step)
         return [following.with_params(**{self.offset_param: o}) for o in offsets]
+
+    def shortfall(self) -> str | None:
+        return self._short_of(self._total, self.total)
 
 
 class Cursor(_Paginator):
-    """An opaque cursor read from the body at ``path`` and sent back as ``param``."""
+    """An opaque cursor read from the body at ``path`` and sent back as ``param``; a cursor
+    the chain has already sent is an error (the API would serve the same pages forever)."""
 
     type: Literal["cursor"]
     path: str
     param: str = "cursor"
+
+    _sent: set[str] = PrivateAttr(default_factory=set)
 
     @cached_property
     def _path(self) -> Expr:
@@ -294,6 +380,10 @@ class Cursor(_Paginator):
         cursor = self._path.search(response.json())
         if cursor in (None, ""):
             return None
+        key = str(cursor)
+        if key in self._sent:
+            raise ResponseError(f"cursor {key!r} came back again: the API would loop")
+        self._sent.add(key)
         return request.with_params(**{self.param: cursor})
 
 

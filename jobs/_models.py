@@ -7,6 +7,8 @@ not at all, so a broken reload never replaces a working plan.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import socket
 from datetime import datetime, timedelta
@@ -20,7 +22,7 @@ from podium.pipeline import ConfigError, PodiumError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,24}")
+_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -40,16 +42,20 @@ def parse_duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
-def default_node_id() -> str:
-    """The host name, cut to the 24 characters a node id may have."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "node"
-    return name[:24]
+def default_node_id(pid: int | None = None) -> str:
+    """``<host name>-<pid>``: unique per process, so pods of one deployment (whose names
+    share a long prefix) or two daemons on one host never take each other for themselves.
+    A host name too long for an id is cut and marked with a hash of the whole."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "node"
+    if len(host) > 100:
+        host = f"{host[:91]}-{hashlib.sha1(host.encode()).hexdigest()[:8]}"
+    return f"{host}-{os.getpid() if pid is None else pid}"
 
 
 def check_node_id(node_id: str) -> str:
     if not _NODE_ID.fullmatch(node_id):
         raise ConfigError(
-            f"invalid node id {node_id!r}: use 1-24 letters, digits, '.', '_' or '-'",
+            f"invalid node id {node_id!r}: use 1-128 letters, digits, '.', '_' or '-'",
             where="scheduler.node_id",
         )
     return node_id

@@ -95,12 +95,19 @@ class RequestError(PodiumError):
         response: Response | None = None,
         attempts: int = 1,
         url: str | None = None,
+        reason: str | None = None,
+        connected: bool | None = None,
     ) -> None:
         self.request = request
         self.response = response
         self.attempts = attempts
         # The redacted URL, for events and messages; never the raw one.
         self.url = url
+        # The cause in a few words, without the URL ("HTTP 503 after 4 attempts").
+        self.reason = reason or message
+        # Whether a connection to the host was made (a response check's ``connected``);
+        # None when the kind of failure does not say.
+        self.connected = connected if connected is not None else response is not None
         super().__init__(message)
 
     @property

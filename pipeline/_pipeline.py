@@ -83,35 +83,48 @@ class Pipeline(BaseModel):
 
     @model_validator(mode="after")
     def _wire(self) -> Pipeline:
+        """Wire and check the stages: names, inputs, order, fields, parameters."""
+        by_name = self._index_stages()
+        inputs = self._wire_inputs(by_name)
+        order = _topological(self.stages, inputs)
+        self._fields = self._infer_fields(by_name, inputs, order)
+        self._check_parameters()
+        self._order = order
+        self._inputs = inputs
+        self._consumers = {
+            s.name: tuple(n for n in order if s.name in inputs[n]) for s in self.stages
+        }
+        return self
+
+    def _index_stages(self) -> dict[str, AnyStage]:
         by_name: dict[str, AnyStage] = {}
         for i, stage in enumerate(self.stages):
             if stage.name in by_name:
                 raise _at(i, stage, f"duplicate stage name {stage.name!r}")
             by_name[stage.name] = stage
+        return by_name
+
+    def _wire_inputs(self, by_name: dict[str, AnyStage]) -> dict[str, tuple[str, ...]]:
+        """Each stage's inputs: named with ``from``, else the stage before it."""
         inputs: dict[str, tuple[str, ...]] = {}
         previous: str | None = None
         for i, stage in enumerate(self.stages):
             wired = stage.inputs or stage.default_inputs(previous)
-            for name in wired:
-                if name not in by_name:
-                    known = ", ".join(by_name)
-                    raise _at(i, stage, f"reads unknown stage {name!r} (stages: {known})")
-                if name == stage.name:
-                    raise _at(i, stage, "reads itself")
-                if isinstance(by_name[name], Store):
-                    raise _at(i, stage, f"reads store stage {name!r}, which emits no records")
-            if not wired and not isinstance(stage, Fetch) and not _is_run_check(stage):
-                raise _at(i, stage, "has no input: name one with 'from'")
-            if (
-                isinstance(stage, Check)
-                and stage.on == "responses"
-                and (len(wired) != 1 or not isinstance(by_name[wired[0]], Fetch))
-            ):
-                raise _at(i, stage, "a response check reads exactly one fetch stage")
+            problem = _input_problem(stage, wired, by_name)
+            if problem is not None:
+                raise _at(i, stage, problem)
             inputs[stage.name] = wired
             if not _is_run_check(stage):  # it emits nothing for a next stage to read
                 previous = stage.name
-        order = _topological(self.stages, inputs)
+        return inputs
+
+    def _infer_fields(
+        self,
+        by_name: dict[str, AnyStage],
+        inputs: dict[str, tuple[str, ...]],
+        order: tuple[str, ...],
+    ) -> dict[str, FieldSet]:
+        """The fields each stage's records have, checking every reference against them."""
         index = {s.name: i for i, s in enumerate(self.stages)}
         fields: dict[str, FieldSet] = {}
         for name in order:
@@ -124,13 +137,20 @@ class Pipeline(BaseModel):
                 fields[name] = stage.output_fields(seen)
             except PipelineError as exc:
                 raise _at(index[name], stage, exc.message) from None
-        self._order = order
-        self._inputs = inputs
-        self._consumers = {
-            s.name: tuple(n for n in order if s.name in inputs[n]) for s in self.stages
-        }
-        self._fields = fields
-        return self
+        return fields
+
+    def _check_parameters(self) -> None:
+        """``{params.x}`` in a request template needs a parameter ``x``: a typo is found
+        when the file loads, not at the first request."""
+        for i, stage in enumerate(self.stages):
+            if not isinstance(stage, Fetch):
+                continue
+            used = {f.split(".")[1] for f in stage.template_fields() if f.startswith("params.")}
+            unknown = sorted(used - set(self.params))
+            if unknown:
+                known = ", ".join(sorted(self.params)) or "none; define them in params = { … }"
+                names = ", ".join(f"{{params.{u}}}" for u in unknown)
+                raise _at(i, stage, f"{names} names no parameter (parameters: {known})")
 
     def stage(self, name: str) -> AnyStage:
         for stage in self.stages:
@@ -158,6 +178,25 @@ def _as_stage(value: Any) -> Any:
         fn: Callable[..., Any] = value
         return Transform(name=getattr(fn, "__name__", "transform"), call=fn)
     return value
+
+
+def _input_problem(
+    stage: AnyStage, wired: tuple[str, ...], by_name: dict[str, AnyStage]
+) -> str | None:
+    """Why ``stage`` cannot read ``wired``, or None when it can."""
+    for name in wired:
+        if name not in by_name:
+            return f"reads unknown stage {name!r} (stages: {', '.join(by_name)})"
+        if name == stage.name:
+            return "reads itself"
+        if isinstance(by_name[name], Store):
+            return f"reads store stage {name!r}, which emits no records"
+    if not wired and not isinstance(stage, Fetch) and not _is_run_check(stage):
+        return "has no input: name one with 'from'"
+    reads_one_fetch = len(wired) == 1 and isinstance(by_name[wired[0]], Fetch)
+    if isinstance(stage, Check) and stage.on == "responses" and not reads_one_fetch:
+        return "a response check reads exactly one fetch stage"
+    return None
 
 
 def _is_run_check(stage: Stage) -> bool:

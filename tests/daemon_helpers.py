@@ -127,13 +127,12 @@ class DaemonProcess:
 
 
 async def start_daemon(config: Path, node_id: str | None) -> DaemonProcess:
-    """``podium daemon`` in a subprocess; ``node_id=None`` leaves the default (host name)."""
+    """``podium daemon`` in a subprocess; ``node_id=None`` leaves the default (host-pid)."""
     from podium.jobs._models import default_node_id
 
     log_path = config.parent / f"daemon-{node_id or 'default'}-{time.monotonic_ns()}.log"
     log = log_path.open("wb")
     flag = ["--node-id", node_id] if node_id is not None else []
-    node_id = node_id or default_node_id()
     process = await anyio.open_process(
         [PODIUM, "daemon", "--config", str(config), *flag],
         stdin=None,
@@ -141,7 +140,7 @@ async def start_daemon(config: Path, node_id: str | None) -> DaemonProcess:
         stderr=log,
         cwd=config.parent,
     )
-    return DaemonProcess(process, node_id, config, log_path, log)
+    return DaemonProcess(process, node_id or default_node_id(process.pid), config, log_path, log)
 
 
 async def wait_for(

@@ -97,7 +97,9 @@ def test_unreachable_host_fails_the_run_in_one_line_and_keeps_stored_rows(
     assert result["status"] == "failed"
     assert result["failed_requests"] == 1  # the city list; nothing fans out from it
     assert result["error"] == (
-        "1 of 1 requests failed, more than the policy's max_failed_ratio of 0.1"
+        "1 of 1 requests failed: more than the policy's max_failed_ratio of 0.1 — "
+        "1× cannot connect to 127.0.0.1:9: connection refused after 4 attempts "
+        "(first GET http://127.0.0.1:9/cities)"
     )
     with sqlite3.connect(tmp_path / "demo.db") as db:
         assert db.execute("select count(*) from city_conditions").fetchone() == (40,)

@@ -368,7 +368,7 @@ async def test_a_second_daemon_with_the_same_node_id_refuses_to_start(
         base_url=await serve(app),
         pipelines=pipeline_toml("slow", '{ interval = "1s" }', pages=6),
     )
-    first = await start_daemon(config, None)  # no --node-id: both default to the host name
+    first = await start_daemon(config, "shared")
     second = None
     try:
         info = await first.wait_ready()
@@ -377,7 +377,7 @@ async def test_a_second_daemon_with_the_same_node_id_refuses_to_start(
             15,
             what="a run of the first daemon",
         )
-        second = await start_daemon(config, None)
+        second = await start_daemon(config, "shared")
         assert await second.wait_exit(30) == 2, second.output()
         lines = second.output().strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in lines[0], lines
@@ -396,6 +396,43 @@ async def test_a_second_daemon_with_the_same_node_id_refuses_to_start(
     runs = read_runs(sqlite_url)
     assert runs and {r.status for r in runs} == {"ok"}, runs
     assert {r.trigger for r in runs} == {f"daemon:{first.node_id}"}
+
+
+async def test_two_daemons_on_one_host_default_to_ids_of_their_own(
+    serve: Callable[..., object], tmp_path: Path, sqlite_url: str
+) -> None:
+    """Default ids are unique per process: neither takes the other's runs for its own."""
+    app, _seen = items_app(pages=3, delay=0.2)
+    config = write_config(
+        tmp_path / "config.toml",
+        database=sqlite_url,
+        base_url=await serve(app),
+        pipelines=pipeline_toml("slow", '{ interval = "700ms", overlap = "parallel" }', pages=3),
+    )
+    first = await start_daemon(config, None)
+    second = None
+    try:
+        await first.wait_ready()
+        second = await start_daemon(config, None)
+        await second.wait_ready()
+        assert first.node_id != second.node_id
+        assert first.node_id.endswith(f"-{first.pid}") and second.node_id.endswith(f"-{second.pid}")
+        await wait_for(
+            lambda: (
+                {r.trigger for r in read_runs(sqlite_url) if r.status == "ok"}
+                >= {f"daemon:{first.node_id}", f"daemon:{second.node_id}"}
+            ),
+            20,
+            what="runs by both daemons",
+        )
+        for daemon in (first, second):
+            daemon.send(signal.SIGTERM)
+            assert await daemon.wait_exit(15) == 0, daemon.output()
+    finally:
+        await first.aclose()
+        if second is not None:
+            await second.aclose()
+    assert "interrupted" not in {r.status for r in read_runs(sqlite_url)}
 
 
 async def test_after_kill_9_stale_files_are_cleared_and_the_node_restarts(

@@ -169,7 +169,16 @@ CASES = {
         ALL[:10],
         2,
     ),
-    "offset, short last page": ("/offset", {"type": "offset", "limit": PER}, None, ALL, 5),
+    # A short page may be a server's cap, not the end: without a total, the chain goes on
+    # to an empty page (one request more) unless stop_on_short says pages are never capped.
+    "offset, short last page": ("/offset", {"type": "offset", "limit": PER}, None, ALL, 6),
+    "offset, stop_on_short": (
+        "/offset",
+        {"type": "offset", "limit": PER, "stop_on_short": True},
+        None,
+        ALL,
+        5,
+    ),
     "offset, total on the first page only": (
         "/offset",
         {"type": "offset", "limit": 4, "total": "total"},
@@ -294,8 +303,9 @@ async def test_cursor_chains_stay_sequential(serve: Callable[..., Any], sqlite_u
 
 def test_a_bad_paginate_table_names_the_key_and_the_types() -> None:
     api = HttpConnector("api", ConnectorConfig(kind="http"))
-    fetch = Fetch(name="items", connector="api", paginate={"type": "page_number", "total": "total"})
-    with pytest.raises(Exception, match="'total' counts records: give 'page_size'") as info:
+    paginate = {"type": "page_number", "total": "total", "total_pages": "pages"}
+    fetch = Fetch(name="items", connector="api", paginate=paginate)
+    with pytest.raises(Exception, match="give 'total_pages' or 'total'") as info:
         api.check_fetch(fetch)
     assert "types: none, next_url, link_header, page_number, offset, cursor" in str(info.value)
 

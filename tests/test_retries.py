@@ -204,8 +204,9 @@ async def test_failed_ratio_decides_partial_or_failed(
     ]
     if status == "failed":
         assert result.run.error == (
-            f"{not_found} of 10 requests failed, more than the policy's max_failed_ratio "
-            f"of {max_failed_ratio:g}"
+            f"{not_found} of 10 requests failed: more than the policy's max_failed_ratio "
+            f"of {max_failed_ratio:g} — {not_found}× HTTP 404 (first GET {base}/status/404/0; "
+            """it answered '{"error": "status 404"}')"""
         )
     else:
         assert result.run.error is None

@@ -49,8 +49,10 @@ async def test_requests_that_cannot_be_built_count_as_failed(
     )
     result = await run(pipeline, [api], database=sqlite_url)
     assert result.status == "failed"
-    assert result.run.failed_requests == 5
-    assert "5 of 6 requests failed" in (result.run.error or "")
+    # Never sent, so not failed: counted apart, and lost work all the same.
+    assert (result.run.failed_requests, result.run.skipped_requests) == (0, 5)
+    assert "0 of 6 requests failed, 5 were not sent" in (result.run.error or "")
+    assert "5× template '/d/{idd}' needs {idd}" in (result.run.error or "")
     assert result.events[0].kind == "request_not_built"
 
 

@@ -84,7 +84,7 @@ async def test_an_error_check_fails_the_run_but_keeps_the_rows(
     )
     result = await run(pipeline, [connector], database=sqlite_url)
     assert result.status == "failed"
-    assert result.run.error == "checks failed: positive"
+    assert result.run.error == "checks failed: positive (1 of 50)"
     assert db_rows(sqlite_url, "select count(*) from items") == [(50,)]
 
 

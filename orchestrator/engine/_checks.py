@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.connectors import Response
-from podium.pipeline import Check, truthy
+from podium.connectors import Request, Response
+from podium.pipeline import Check, HTTPStatusError, RequestError, truthy
 
 from ..storage import CheckResultRow
 
@@ -15,14 +15,41 @@ SAMPLES_PER_CHECK = 5
 
 
 def response_data(response: Response) -> dict[str, Any]:
-    """What a response check's expression sees for an answered request."""
+    """What a response check's expression sees for an answered request (any status)."""
     return {
         "status": response.status,
         "url": response.url,
         "elapsed_ms": round(response.elapsed * 1000, 3),
+        "connected": True,
+        "error": None,
+        "cause": None,
         "headers": dict(response.headers),
         "body": response.body_value(),
+        "certificate": response.certificate,
     }
+
+
+def failure_data(exc: RequestError, request: Request, elapsed: float) -> dict[str, Any]:
+    """What a response check sees for a request that failed for good: the error status's
+    response when there was one, else ``status: null`` with the ``error`` kind and cause.
+    ``elapsed_ms`` is the whole logical request's time then, retries included."""
+    response = exc.response
+    if response is not None:
+        data = response_data(response)
+    else:
+        data = {
+            "status": None,
+            "url": request.url,
+            "elapsed_ms": round(elapsed * 1000, 3),
+            "headers": {},
+            "body": None,
+            "certificate": None,
+        }
+    # An error status is an answer, not an error of the exchange: ``error`` stays null.
+    data["error"] = None if isinstance(exc, HTTPStatusError) else exc.kind
+    data["connected"] = bool(exc.connected)
+    data["cause"] = exc.reason
+    return data
 
 
 @dataclass

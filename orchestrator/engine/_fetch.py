@@ -12,6 +12,7 @@ A request that fails for good is recorded and counted; it never stops the stage.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +20,18 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from podium.connectors import Paginator, Request, Response
-from podium.pipeline import Fetch, PipelineError, Record, RequestError, ResponseError, lookup
+from podium.pipeline import (
+    CredentialError,
+    Fetch,
+    PipelineError,
+    Record,
+    RequestError,
+    ResponseError,
+    lookup,
+)
 
 from . import _streams
-from ._checks import response_data
+from ._checks import failure_data, response_data
 from ._context import RunContext
 from ._stage_io import Emit, Inbox, batches
 
@@ -44,6 +53,8 @@ class FetchTask:
         concurrency = self.connector.config.concurrency
         planned = stage.fan_out_size()
         self.workers = max(1, concurrency if planned is None else min(planned, concurrency))
+        # Set by the first request whose connector could not obtain its credential.
+        self.credential_failure: CredentialError | None = None
 
     async def run(self, inbox: Inbox | None) -> None:
         if self.stage.inputs:
@@ -95,8 +106,7 @@ class FetchTask:
         try:
             request = self.connector.build_request(stage, values)
         except PipelineError as exc:
-            self.stats.requests += 1
-            self.stats.failed += 1
+            self.stats.not_sent += 1
             self.ctx.event("request_not_built", exc.message, stage=stage.name)
             return
         if self.since:
@@ -114,11 +124,13 @@ class FetchTask:
         self, paginator: Paginator, request: Request, carried: dict[str, Any] | None
     ) -> None:
         pending: Request | None = request
+        last_url = request.url
         while pending is not None:
             page = await self.page(pending, carried)
             if page is None:
-                return
+                return  # the failure is recorded; a shortfall would only repeat it
             response, records = page
+            last_url = response.url
             try:
                 pending = paginator.next(pending, response, records)
             except ResponseError as exc:  # the page's body cannot say what comes next
@@ -127,41 +139,68 @@ class FetchTask:
             if pending is not None:
                 rest = paginator.rest(pending)
                 if rest is not None:
-                    await self._pages([pending, *rest], carried)
-                    return
+                    if not await self._pages(paginator, [pending, *rest], carried):
+                        return
+                    break
+        problem = paginator.shortfall()
+        if problem is not None:
+            # Fewer records than the API said it has: never a silent ok.
+            self.stats.failed += 1
+            url = self.ctx.gateway.redact(last_url)
+            self.ctx.event(
+                "incomplete_pagination", f"{url}: {problem}", stage=self.stage.name, url=url
+            )
 
-    async def _pages(self, requests: list[Request], carried: dict[str, Any] | None) -> None:
-        """Pages known in advance, sent concurrently; the gateway's limiters bound them."""
+    async def _pages(
+        self, paginator: Paginator, requests: list[Request], carried: dict[str, Any] | None
+    ) -> bool:
+        """Pages known in advance, sent concurrently (the gateway's limiters bound them);
+        False when any of them failed."""
         pages = iter(requests)
+        failed = False
 
         async def work() -> None:
+            nonlocal failed
             for request in pages:
-                await self.page(request, carried)
+                page = await self.page(request, carried)
+                if page is None:
+                    failed = True
+                else:
+                    paginator.count(len(page[1]))
 
         async with anyio.create_task_group() as tg:
             for i in range(min(len(requests), self.connector.config.concurrency)):
                 tg.start_soon(work, name=f"{self.stage.name}:pages-{i}")
+        return not failed
 
     async def page(self, request: Request, carried: dict[str, Any] | None) -> Page | None:
-        """One request's records, emitted; None when the request failed (recorded)."""
-        stage, stats = self.stage, self.stats
+        """One logical request's records, emitted; None when it failed (recorded).
+
+        Its outcome — an answer of any status, or the failure that prevented one — goes to
+        the fetch's response checks first.
+        """
+        stats = self.stats
+        if self.credential_failure is not None:
+            stats.not_sent += 1  # the connector cannot authenticate: nothing goes out
+            return None
         stats.requests += 1
-        response: Response | None = None
+        started = time.perf_counter()
+        checks = self.response_checks
         try:
-            response = await self.ctx.gateway.send(stage.connector, request)
-            for tally in self.response_checks:
-                tally.observe(response_data(response))
-            records = self.connector.records(stage, response)
+            response = await self.ctx.gateway.send(self.stage.connector, request)
+        except RequestError as exc:
+            if checks:
+                self._observe(failure_data(exc, request, time.perf_counter() - started))
+            self._failed(exc)
+            return None
+        if checks:  # building what a check reads costs a headers copy: only when read
+            self._observe(response_data(response))
+        try:
+            records = self.connector.records(self.stage, response)
             if self.cursor is not None:
                 self.cursor.observe(records)
         except ResponseError as exc:
-            self._bad_response(exc, response.url if response is not None else request.url)
-            return None
-        except RequestError as exc:
-            stats.failed += 1
-            self.ctx.event(
-                "request_failed", exc.message, stage=stage.name, url=exc.url, status=exc.status
-            )
+            self._bad_response(exc, response.url)
             return None
         if carried:
             for record in records:
@@ -171,10 +210,38 @@ class FetchTask:
             await self.emit(records)
         return response, records
 
+    def _observe(self, data: dict[str, Any]) -> None:
+        for tally in self.response_checks:
+            tally.observe(data)
+
+    def _failed(self, exc: RequestError) -> None:
+        stage, stats = self.stage, self.stats
+        if isinstance(exc, CredentialError):
+            # Reported once, with its cause; every request it stops is counted as not sent.
+            stats.requests -= 1
+            stats.not_sent += 1
+            if self.credential_failure is None:
+                self.credential_failure = exc
+                self.ctx.event("credential_failed", exc.message, stage=stage.name, **_detail(exc))
+            return
+        stats.failed += 1
+        self.ctx.event("request_failed", exc.message, stage=stage.name, **_detail(exc))
+
     def _bad_response(self, exc: ResponseError, url: str) -> None:
         self.stats.failed += 1
         self.ctx.stats.connectors[self.stage.connector].failed += 1
         url = exc.url or self.ctx.gateway.redact(url)
         # The gateway's errors name the request already; a connector's name nothing.
         message = exc.message if exc.url else f"{url}: {exc.message}"
-        self.ctx.event("bad_response", message, stage=self.stage.name, url=url)
+        self.ctx.event("bad_response", message, stage=self.stage.name, url=url, cause=exc.reason)
+
+
+def _detail(exc: RequestError) -> dict[str, Any]:
+    """What an event keeps of a failed request: where, the cause, how the API answered.
+    (Texts are redacted when the event is recorded.)"""
+    detail: dict[str, Any] = {"url": exc.url, "status": exc.status, "cause": exc.reason}
+    if exc.request is not None and exc.url is not None:
+        detail["first"] = f"{exc.request.method} {exc.url}"
+    if exc.response is not None and exc.response.body:
+        detail["excerpt"] = exc.response.excerpt()
+    return detail

@@ -24,7 +24,7 @@ from .._redact import Redactor
 from ..http import Gateway, Transports
 from ..storage import CheckResultRow, Database, Journal, RunEventRow, RunRow, utcnow
 from ._checks import CheckTally
-from ._context import RunContext
+from ._context import LOGGED_PER_KIND, RunContext
 from ._incremental import advanced_marks, load_cursors
 from ._stage_io import Item, Outbox
 from ._stage_tasks import fusible, run_stage
@@ -35,6 +35,8 @@ from ._stats import RunStats, StageStats
 EDGE_BUFFER = 32
 # Seconds the final journal write may take, even during cancellation.
 JOURNAL_DEADLINE = 15.0
+# How often a running run writes its counters to its row.
+HEARTBEAT_SECONDS = 3.0
 
 
 @dataclass
@@ -43,6 +45,9 @@ class RunResult:
     stats: RunStats
     checks: list[CheckResultRow] = field(default_factory=list)
     events: list[RunEventRow] = field(default_factory=list)
+    # Why the run's final record could not be written (None: it was): the run's rows are
+    # stored, but the journal does not know how the run ended.
+    record_error: str | None = None
 
     @property
     def status(self) -> str:
@@ -50,7 +55,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.run.status in ("ok", "partial")
+        """The run did its work (ok or partial) and its record was written."""
+        return self.run.status in ("ok", "partial") and self.record_error is None
 
 
 def new_run_id() -> str:
@@ -120,8 +126,10 @@ async def run_pipeline(
         unexpected: BaseException | None = None
         try:
             with anyio.fail_after(pipeline.timeout):
-                async with gateway:
+                async with gateway, anyio.create_task_group() as tg:
+                    tg.start_soon(_heartbeat, ctx, journal, name=f"run:{run.id[:8]}:heartbeat")
                     await _run_stages(ctx)
+                    tg.cancel_scope.cancel()
         except TimeoutError:
             run.status, run.error = "timed_out", f"run exceeded its timeout of {pipeline.timeout}s"
         except anyio.get_cancelled_exc_class():
@@ -232,12 +240,12 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
     # dropping check downstream could otherwise skip a record that never reached a store).
     clean = run.status == "ok" and not ctx.dry_run
     marks = advanced_marks(ctx.cursors) if ctx.cursors and clean else None
-    await _record(ctx, journal, rows, marks)
+    record_error = await _record(ctx, journal, rows, marks)
     duration = (run.finished_at - run.started_at).total_seconds()
     logger.info(
         "run {} in {:.2f}s: {} requests, {} stored", run.status, duration, run.requests, run.stored
     )
-    return RunResult(run, ctx.stats, rows, ctx.events)
+    return RunResult(run, ctx.stats, rows, ctx.events, record_error)
 
 
 def _tally(ctx: RunContext, checks: list[CheckTally]) -> None:
@@ -246,60 +254,82 @@ def _tally(ctx: RunContext, checks: list[CheckTally]) -> None:
     for tally in checks:
         if tally.check.on == "run" and run.status == "running":
             tally.observe(stats.counts())
-    run.requests = stats.requests
-    run.retries = stats.retries
-    run.failed_requests = stats.failed_requests
-    run.records_in = stats.records_in()
-    run.records_out = stats.records_out()
-    run.rejected = stats.rejected
-    run.stored = stats.stored
+    ctx.copy_counts()
     run.checks_failed = stats.checks_failed = sum(1 for t in checks if t.failed)
-    run.stages = {name: s.as_dict() for name, s in stats.stages.items()}
+    run.causes = ctx.causes.as_json()
+    for kind, n in ctx.logged.items():
+        if n > LOGGED_PER_KIND:
+            logger.warning("{} more {} events (see: podium show {})", n - LOGGED_PER_KIND,
+                           kind.replace("_", " "), run.id[:8])  # fmt: skip
+
+
+async def _heartbeat(ctx: RunContext, journal: Journal) -> None:
+    """Write the run's counters to its row every few seconds, until cancelled: a run that
+    is killed shows what it had done, and a reader sees progress while it runs."""
+    while True:
+        await anyio.sleep(HEARTBEAT_SECONDS)
+        ctx.copy_counts()
+        try:
+            await journal.heartbeat(ctx.run)
+        except PodiumError as exc:  # the store would meet the same trouble: say it, go on
+            logger.warning("could not record the run's progress: {}", exc)
 
 
 async def _record(
     ctx: RunContext, journal: Journal, rows: list[CheckResultRow], marks: dict[str, Any] | None
-) -> None:
-    """Write the run's final record within a deadline: an unreachable database must not
-    hold a shutdown forever."""
+) -> str | None:
+    """Write the run's final record within a deadline (an unreachable database must not
+    hold a shutdown forever); why it could not be written, or None."""
     run = ctx.run
+    problem: str | None = None
     with anyio.move_on_after(JOURNAL_DEADLINE, shield=True) as scope:
         try:
             await journal.finish(run, ctx.events, rows, marks)
         except PodiumError as exc:
-            logger.error("run {} ended {}, but recording it failed: {}", run.id, run.status, exc)
+            problem = str(exc)
     if scope.cancelled_caught:
-        logger.error(
-            "run {} ended {}, but recording it took over {}s and was abandoned",
-            run.id,
-            run.status,
-            JOURNAL_DEADLINE,
-        )
+        problem = f"writing it took over {JOURNAL_DEADLINE:g}s and was abandoned"
+    if problem is not None:
+        problem = f"run {run.id} ended {run.status}, but its record was not written: {problem}"
+        logger.error("{}", problem)
+    return problem
 
 
 def _status(ctx: RunContext, checks: list[CheckTally]) -> str:
+    """ok, partial or failed. Work that was planned and not done — requests that failed,
+    that were never sent, page chains short of their total — is lost work: beyond the
+    policy's ratio the run failed, below it the run is partial, never ok."""
     stats = ctx.stats
-    logical = stats.logical_requests()
-    failed = stats.failed_requests
-    if logical and failed / logical > ctx.pipeline.policy.max_failed_ratio:
+    planned = stats.logical_requests()
+    lost = stats.failed_requests + stats.skipped_requests
+    if planned and lost / planned > ctx.pipeline.policy.max_failed_ratio:
         return "failed"
     if any(t.failed and t.check.severity == "error" for t in checks):
         return "failed"
-    if failed or stats.rejected or any(t.failed for t in checks):
+    if lost or stats.rejected or any(t.failed for t in checks):
         return "partial"
     return "ok"
 
 
 def _failure_reason(ctx: RunContext, checks: list[CheckTally]) -> str:
-    failed_checks = [t.check.name for t in checks if t.failed and t.check.severity == "error"]
-    if failed_checks:
-        return f"checks failed: {', '.join(failed_checks)}"
+    """Why the run failed: what was lost, and its first causes."""
+    failed_checks = [t for t in checks if t.failed and t.check.severity == "error"]
     stats = ctx.stats
-    logical = max(1, stats.logical_requests())
-    return (
-        f"{stats.failed_requests} of {logical} requests failed, more than the policy's "
-        f"max_failed_ratio of {ctx.pipeline.policy.max_failed_ratio:g}"
-    )
+    if failed_checks:
+        reason = "checks failed: " + ", ".join(
+            f"{t.check.name} ({t.failed} of {t.passed + t.failed})" for t in failed_checks
+        )
+    else:
+        planned = max(1, stats.logical_requests())
+        lost = [f"{stats.failed_requests} of {planned} requests failed"]
+        if stats.skipped_requests:
+            lost.append(f"{stats.skipped_requests} were not sent")
+        reason = (
+            f"{', '.join(lost)}: more than the policy's max_failed_ratio of "
+            f"{ctx.pipeline.policy.max_failed_ratio:g}"
+        )
+    causes = ctx.causes.describe()
+    return f"{reason} — {causes}" if causes else reason
 
 
 def _first_podium_error(exc: BaseException) -> PodiumError | None:

@@ -14,8 +14,9 @@ class StageStats:
     records_in: int = 0
     records_out: int = 0
     rejected: int = 0
-    requests: int = 0
-    failed: int = 0
+    requests: int = 0  # logical requests sent (pages), retries not counted
+    failed: int = 0  # of those, failed for good (or a page chain short of its total)
+    not_sent: int = 0  # planned but never sent: a template that did not render, no credential
     planned: int | None = None  # fan-out items, when known up front
     done: int = 0  # fan-out items finished (fetch) or batches written (store)
     finished: bool = False
@@ -28,6 +29,8 @@ class StageStats:
         }
         if self.kind == "fetch":
             data |= {"requests": self.requests, "failed": self.failed}
+            if self.not_sent:
+                data["not_sent"] = self.not_sent
         if self.rejected:
             data["rejected"] = self.rejected
         return data
@@ -40,6 +43,14 @@ class RunStats:
     stored: int = 0
     checks_failed: int = 0
 
+    # The counting model, one meaning per number:
+    #   requests          HTTP exchanges that went out (every attempt, token and login
+    #                     requests and redirect hops included) — what the servers saw;
+    #   retries           attempts beyond the first;
+    #   failed_requests   logical requests (pages) that failed for good, after retries, or
+    #                     page chains that ended short of the total they stated;
+    #   skipped_requests  logical requests planned but never sent (a template that did
+    #                     not render, a connector that could not obtain its credential).
     @property
     def requests(self) -> int:
         return sum(c.requests for c in self.connectors.values())
@@ -50,13 +61,16 @@ class RunStats:
 
     @property
     def failed_requests(self) -> int:
-        """Requests a fetch stage gave up on (after retries, or never sent: a template that
-        did not render, an auth that failed), counted once each where they were planned."""
         return sum(s.failed for s in self.stages.values() if s.kind == "fetch")
 
+    @property
+    def skipped_requests(self) -> int:
+        return sum(s.not_sent for s in self.stages.values() if s.kind == "fetch")
+
     def logical_requests(self) -> int:
-        """Requests the fetch stages planned, retries not counted: the policy's denominator."""
-        return sum(s.requests for s in self.stages.values() if s.kind == "fetch")
+        """Logical requests the fetch stages planned, sent or not, retries not counted:
+        the policy's denominator."""
+        return sum(s.requests + s.not_sent for s in self.stages.values() if s.kind == "fetch")
 
     @property
     def rejected(self) -> int:
@@ -76,6 +90,7 @@ class RunStats:
             "requests": self.requests,
             "retries": self.retries,
             "failed_requests": self.failed_requests,
+            "skipped_requests": self.skipped_requests,
             "records_in": self.records_in(),
             "stored": self.stored,
             "rejected": self.rejected,

@@ -7,10 +7,10 @@ takes a slot from its connector's limiter and from the global limiter for each a
 
 Credentials are added here, per request, not by the session: the connector's headers
 (auth among them) go to the origin that asked for them. A redirect is followed here too:
-to the same origin with everything, to another origin without the connector's
-credentials — its auth headers, headers holding a secret, and its cookies — unless the
-connector sets ``redirects.credentials = "any_origin"`` (aiohttp would strip only
-``Authorization`` and keep an API-key header).
+to the same origin with everything; to another origin with content-negotiation headers
+only, no secret-bearing query value and no cookie jar — unless the connector sets
+``redirects.credentials = "any_origin"``. (aiohttp's own redirects strip ``Authorization``
+and nothing else, so an API-key header would have crossed.)
 
 Auth flows that need a run-time credential (an OAuth2 token, a login cookie) share one
 per channel: the first request that needs it obtains it under the channel's lock while
@@ -48,6 +48,10 @@ from ._stats import ConnectorStats
 from ._transport import AiohttpTransport, Transport
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# The only headers a hop to another origin keeps: they negotiate content, never carry a key.
+SAFE_ACROSS_ORIGINS = frozenset(
+    {"accept", "accept-encoding", "accept-language", "cache-control", "content-type", "user-agent"}
+)
 # Transports by connector name, or one for every connector (tests, replays).
 Transports = Transport | Mapping[str, Transport]
 
@@ -65,10 +69,6 @@ class ConnectorChannel:
         self.redirects = cfg.redirects
         self.paused_until = 0.0
         self.headers = connector.session_headers()
-        # Header names that carry a credential: never sent on a hop to another origin.
-        self.credential_headers = frozenset(
-            name.lower() for name in (*connector.credential_header_names(), "authorization")
-        ) | {"cookie", "proxy-authorization"}
         # Requests go out as built (no per-request auth flow to drive).
         self.direct = not connector.needs_auth_flow()
         # The session's run-time credential; obtained under auth_lock, one at a time.
@@ -193,6 +193,9 @@ class Gateway:
             except RequestError as exc:  # the exchange itself is wrong: again would be too
                 raise self._translate(exc, exc.message, attempt) from None
             else:
+                if response.status not in policy.statuses:  # the common case, decided here
+                    response.attempts = attempt
+                    return response
                 decision = decide_status(
                     policy, attempt, response.status, response.headers.get("Retry-After")
                 )
@@ -227,10 +230,11 @@ class Gateway:
             response = await channel.transport.send(
                 self._dress(channel, current, credentials), cookies=credentials
             )
-            stats.statuses[response.status] += 1
+            status = response.status
+            stats.statuses[status] += 1
             stats.seconds += response.elapsed
-            location = response.headers.get("Location")
-            if response.status not in REDIRECT_STATUSES or not redirects.follow or not location:
+            location = response.headers.get("Location") if status in REDIRECT_STATUSES else None
+            if not location or not redirects.follow:
                 response.redirects = hops
                 return response
             hops += 1
@@ -252,20 +256,27 @@ class Gateway:
             current = _redirected(current, response.status, target)
 
     def _dress(self, channel: ConnectorChannel, request: Request, credentials: bool) -> Request:
-        """The request as it goes out: with the connector's headers, or stripped of every
-        credential on a hop to another origin."""
+        """The request as it goes out: with the connector's headers, or — on a hop to
+        another origin — with only content-negotiation headers (``Accept``, ``User-Agent``,
+        …) and no query value holding a secret: a header such as ``X-Api-Key`` may hold a
+        credential podium cannot tell from its value, so none but those cross."""
+        if request.headers:
+            headers = {**channel.headers, **request.headers}
+        elif channel.headers:
+            headers = channel.headers
+        elif credentials:
+            return request
+        else:
+            headers = {}
         if credentials:
-            if not channel.headers:
-                return request
-            headers = {**channel.headers, **request.headers} if request.headers else channel.headers
             return Request(
                 request.method, request.url, request.params, headers, request.json, request.form
             )
         contains_secret = self.redact.contains_secret
         headers = {
             name: value
-            for name, value in request.headers.items()
-            if name.lower() not in channel.credential_headers and not contains_secret(value)
+            for name, value in headers.items()
+            if name.lower() in SAFE_ACROSS_ORIGINS and not contains_secret(value)
         }
         params = {k: v for k, v in request.params.items() if not contains_secret(str(v))}
         return Request(request.method, request.url, params, headers, request.json, request.form)
@@ -329,6 +340,8 @@ class Gateway:
             response=exc.response,
             attempts=exc.attempts,
             url=exc.url,
+            reason=f"could not obtain the connector's credential: {exc.reason}",
+            connected=exc.connected,
         )
 
     async def _take_slots(self, channel: ConnectorChannel) -> None:
@@ -363,22 +376,30 @@ class Gateway:
     def _status_error(self, response: Response, reason: str | None = None) -> HTTPStatusError:
         request = response.request
         url = self._url(request)
-        reason = reason or f"HTTP {response.status}"
+        reason = self.redact(reason or f"HTTP {response.status}")
         return HTTPStatusError(
-            f"{request.method} {url}: {self.redact(reason)}",
+            f"{request.method} {url}: {reason}",
             request=request,
             response=response,
             attempts=response.attempts,
             url=url,
+            reason=reason,
         )
 
     def _translate(self, exc: RequestError, reason: str, attempts: int) -> RequestError:
         """The transport's error, now with the URL (redacted) and the attempts it took."""
         request = exc.request
         url = self._url(request) if request is not None else None
-        message = f"{request.method} {url}: {self.redact(reason)}" if request else reason
+        reason = self.redact(reason)
+        message = f"{request.method} {url}: {reason}" if request else reason
         return type(exc)(
-            message, request=request, response=exc.response, attempts=attempts, url=url
+            message,
+            request=request,
+            response=exc.response,
+            attempts=attempts,
+            url=url,
+            reason=reason,
+            connected=exc.connected,
         )
 
 

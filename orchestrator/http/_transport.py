@@ -19,6 +19,7 @@ off, so every attempt the gateway counts is one exchange.
 from __future__ import annotations
 
 import inspect
+import os
 import ssl
 import time
 from abc import ABC, abstractmethod
@@ -155,6 +156,7 @@ class AiohttpTransport(Transport):
         else:
             session = self._bare = self._bare or self._new_session(cookies=False)
         started = time.perf_counter()
+        answered = False  # the status line and headers arrived: a connection was made
         try:
             async with session.request(
                 request.method,
@@ -165,33 +167,41 @@ class AiohttpTransport(Transport):
                 data=request.form,
                 allow_redirects=False,
             ) as resp:
-                transport = resp.connection.transport if resp.connection is not None else None
-                tls = transport.get_extra_info("ssl_object") if transport is not None else None
+                answered = True
+                tls = _ssl_object(resp) if request.url.startswith("https") else None
                 body = await resp.read()
-                links = {
-                    rel: str(link["url"])
-                    for key, link in resp.links.items()
-                    for rel in str(key).split()
-                }
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+                links = _aiohttp_links(resp) if "Link" in resp.headers else None
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            waited = time.perf_counter() - started
+            connected = answered or isinstance(exc, aiohttp.SocketTimeoutError)
+            phase = "connecting" if isinstance(exc, aiohttp.ConnectionTimeoutError) else None
             raise RequestTimeout(
-                f"timed out after {time.perf_counter() - started:.1f}s", request=request
+                f"timed out{' ' + phase if phase else ''} ({waited:.1f}s)",
+                request=request,
+                connected=connected,
             ) from None
         except aiohttp.ClientConnectorDNSError as exc:
-            raise DNSError(f"cannot resolve {exc.host}", request=request) from None
+            raise DNSError(f"cannot resolve {exc.host}", request=request, connected=False) from None
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TLSError(
-                f"certificate rejected: {_reason(exc.certificate_error)}", request=request
+                f"certificate rejected: {_reason(exc.certificate_error)}",
+                request=request,
+                connected=False,
             ) from None
         except aiohttp.ClientSSLError as exc:
-            raise TLSError(f"TLS failed: {_reason(exc)}", request=request) from None
+            raise TLSError(
+                f"TLS failed: {_reason(exc)}", request=request, connected=False
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectError(
                 f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}",
                 request=request,
+                connected=False,
             ) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise ConnectError(f"connection broken: {_reason(exc)}", request=request) from None
+            raise ConnectError(
+                f"connection broken: {_reason(exc)}", request=request, connected=answered
+            ) from None
         except aiohttp.InvalidURL:
             raise RequestError(f"invalid URL {request.url!r}", request=request) from None
         except aiohttp.ClientResponseError as exc:
@@ -215,11 +225,23 @@ class AiohttpTransport(Transport):
         )
 
 
+def _ssl_object(resp: aiohttp.ClientResponse) -> ssl.SSLObject | None:
+    transport = resp.connection.transport if resp.connection is not None else None
+    return transport.get_extra_info("ssl_object") if transport is not None else None
+
+
+def _aiohttp_links(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    """aiohttp's parse of the ``Link`` header, by relation (``rel="next prev"`` gives both)."""
+    return {rel: str(link["url"]) for key, link in resp.links.items() for rel in str(key).split()}
+
+
 def _reason(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown reason"
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return exc.verify_message
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()  # "connection refused", not the call's repr
     text = getattr(exc, "strerror", None) or str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from podium.pipeline import DuplicateFire, RunNotFound, StoreError
 
 from ._database import Database
+from ._types import UTCDateTime
 
 RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted", "timed_out")
 # A run keeps at most this many detailed events; the counts stay exact beyond it.
@@ -36,6 +37,7 @@ _COUNTS = (
     "requests",
     "retries",
     "failed_requests",
+    "skipped_requests",
     "records_in",
     "records_out",
     "rejected",
@@ -48,16 +50,24 @@ runs_table = sa.Table(
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("pipeline", sa.String(200), nullable=False),
-    sa.Column("trigger", sa.String(32), nullable=False),
-    sa.Column("scheduled_for", sa.DateTime(timezone=True)),
+    sa.Column("trigger", sa.String(200), nullable=False),
+    sa.Column("scheduled_for", UTCDateTime()),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in _COUNTS),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    *(
+        sa.Column(name, sa.Integer, nullable=False, default=0, server_default="0")
+        for name in _COUNTS
+    ),
     sa.Column("error", sa.Text),
-    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.Column("params", sa.JSON),
     sa.Column("stages", sa.JSON),
+    # The run's failures grouped by cause (kind, cause, count, first occurrence).
+    sa.Column("causes", sa.JSON),
+    # Written by the run every few seconds with its counters, so a run that dies shows
+    # what it had done.
+    sa.Column("heartbeat_at", UTCDateTime()),
     sa.UniqueConstraint("pipeline", "scheduled_for", name="uq_podium_runs_fire"),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{status}'" for status in RUN_STATUSES) + ")",
@@ -71,7 +81,7 @@ events_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), nullable=False, index=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("stage", sa.String(200)),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
@@ -101,7 +111,7 @@ state_table = sa.Table(
     sa.Column("pipeline", sa.String(200), primary_key=True),
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.JSON),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 
@@ -122,6 +132,7 @@ class RunRow(_Row):
     requests: int = 0
     retries: int = 0
     failed_requests: int = 0
+    skipped_requests: int = 0
     records_in: int = 0
     records_out: int = 0
     rejected: int = 0
@@ -131,6 +142,8 @@ class RunRow(_Row):
     dry_run: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     stages: dict[str, Any] = Field(default_factory=dict)
+    causes: list[dict[str, Any]] = Field(default_factory=list)
+    heartbeat_at: datetime | None = None
 
 
 class RunEventRow(_Row):
@@ -201,6 +214,12 @@ class Journal:
             state or {},
         )
 
+    async def heartbeat(self, run: RunRow) -> None:
+        """Write a running run's counters as they are now (and when that was)."""
+        run.heartbeat_at = utcnow()
+        values = {name: getattr(run, name) for name in (*_COUNTS, "stages", "heartbeat_at")}
+        await self.db.run("recording the run's progress", _heartbeat, run.id, values)
+
     async def state(self, pipeline: str, keys: list[str]) -> dict[str, Any]:
         """Stored ``podium_state`` values of ``pipeline`` by key (absent keys left out)."""
         await self.create_tables()
@@ -239,18 +258,24 @@ class Journal:
 
 def _create_tables(conn: Connection) -> None:
     metadata.create_all(conn, tables=JOURNAL_TABLES)
-    # Tables left by an older podium are not migrated: say so plainly rather than fail
-    # later on a column the old table does not have.
+    # Tables left by an older podium gain the columns added since (each is nullable or has
+    # a server default, so old rows stay valid); anything else is said plainly rather than
+    # failing later on a column the old table does not have.
     inspector = sa.inspect(conn)
+    quote = conn.dialect.identifier_preparer.quote
     for table in JOURNAL_TABLES:
         present = {c["name"] for c in inspector.get_columns(table.name)}
-        missing = sorted(c.name for c in table.columns if c.name not in present)
-        if missing:
-            raise StoreError(
-                f"table {table.name} was created by an older podium and lacks "
-                f"{', '.join(missing)}; move that database aside (or drop podium's "
-                "podium_* tables) and run again"
-            )
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not (column.nullable or column.server_default is not None):
+                raise StoreError(
+                    f"table {table.name} was created by an older podium and lacks "
+                    f"{column.name}; move that database aside (or drop podium's podium_* "
+                    "tables) and run again"
+                )
+            ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {ddl}")
 
 
 def _insert_run(conn: Connection, values: dict[str, Any]) -> bool:
@@ -277,21 +302,44 @@ def _finish_run(
     if checks:
         conn.execute(_CHECKS.insert(), checks)
     if state:
-        # Delete then insert: one portable upsert for SQLite and PostgreSQL.
-        pipeline = run["pipeline"]
-        conn.execute(
-            state_table.delete().where(
-                (state_table.c.pipeline == pipeline) & state_table.c.key.in_(list(state))
-            )
-        )
-        now = utcnow()
-        conn.execute(
-            state_table.insert(),
-            [
-                {"pipeline": pipeline, "key": k, "value": v, "updated_at": now}
-                for k, v in state.items()
-            ],
-        )
+        advance_marks(conn, run["pipeline"], state)
+
+
+def advance_marks(conn: Connection, pipeline: str, marks: dict[str, Any]) -> None:
+    """Raise each high-water mark to ``marks[key]`` unless a greater one is stored: two runs
+    of a pipeline finishing together both succeed, and the mark never moves backwards.
+
+    The row is created first if absent (an insert that yields to a concurrent one), then
+    read under a row lock (PostgreSQL; SQLite's write lock is already held) and raised.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    table, now = state_table, utcnow()
+    for key, value in marks.items():
+        row = {"pipeline": pipeline, "key": key, "value": value, "updated_at": now}
+        conn.execute(insert(table).values(**row).on_conflict_do_nothing())
+        where = (table.c.pipeline == pipeline) & (table.c.key == key)
+        current = conn.execute(select(table.c.value).where(where).with_for_update()).scalar()
+        if _greater(value, current):
+            conn.execute(update(table).where(where).values(value=value, updated_at=now))
+
+
+def _greater(new: Any, old: Any) -> bool:
+    """Whether mark ``new`` is past ``old``; a mark of another type (the cursor field
+    changed) replaces the old one, which cannot be compared with it."""
+    if old is None:
+        return True
+    numbers = (int, float)
+    comparable = (isinstance(new, numbers) and isinstance(old, numbers)) or type(new) is type(old)
+    if not comparable or isinstance(new, bool | dict | list):
+        return bool(new != old)
+    return bool(new > old)
+
+
+def _heartbeat(conn: Connection, run_id: str, values: dict[str, Any]) -> None:
+    running = (_RUNS.c.id == run_id) & (_RUNS.c.status == "running")
+    conn.execute(update(_RUNS).where(running).values(**values))
 
 
 def _select_state(conn: Connection, pipeline: str, keys: list[str]) -> dict[str, Any]:
@@ -310,9 +358,7 @@ def _select_runs(conn: Connection, pipeline: str | None, limit: int) -> list[dic
 
 def _last_fire(conn: Connection, pipeline: str) -> datetime | None:
     query = select(sa.func.max(_RUNS.c.scheduled_for)).where(_RUNS.c.pipeline == pipeline)
-    value = conn.execute(query).scalar()
-    if value is not None and value.tzinfo is None:  # SQLite keeps no offset
-        value = value.replace(tzinfo=UTC)
+    value: datetime | None = conn.execute(query).scalar()
     return value
 
 
@@ -323,7 +369,9 @@ def _interrupt_stale(conn: Connection, trigger: str, reason: str) -> int:
 
 
 def _select_run(conn: Connection, run_id: str) -> list[tuple[Any, Any, Any]]:
-    rows = conn.execute(select(_RUNS).where(_RUNS.c.id.startswith(run_id)).limit(2)).all()
+    # autoescape: a % or _ in what the user typed is a character, not a wildcard.
+    prefix = _RUNS.c.id.startswith(run_id, autoescape=True)
+    rows = conn.execute(select(_RUNS).where(prefix).limit(2)).all()
     if len(rows) != 1:
         return [(None, None, None)] * len(rows)
     run = dict(rows[0]._mapping)

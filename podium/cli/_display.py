@@ -201,6 +201,10 @@ def result_json(result: RunResult, *, events_limit: int = 50) -> dict[str, Any]:
         "stored": run.stored,
         "checks_failed": run.checks_failed,
         "error": run.error,
+        "causes": run.causes,
+        "recorded": result.record_error is None,
+        "record_error": result.record_error,
+        "skipped_requests": run.skipped_requests,
         "stages": run.stages,
         "checks": [
             {"check": c.name, "on": c.target, "passed": c.passed, "failed": c.failed, "ok": c.ok}

@@ -102,6 +102,8 @@ def _report(result: RunResult, *, as_json: bool) -> None:
         out = console()
         for part in run_report(result.run, result.checks, result.events):
             out.print(part)
+    if result.record_error is not None:
+        error(result.record_error)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
