@@ -11,6 +11,7 @@ methods; a connector never opens a socket. Subclass ``Connector`` with a ``kind`
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -157,12 +158,7 @@ class Connector:
         try:
             paginator: _Paginator = _paginator_adapter.validate_python(fetch.paginate)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise PipelineError(
-                f"paginate{'.' + loc if loc else ''}: {err['msg']} "
-                f"(types: {', '.join(PAGINATOR_TYPES)})"
-            ) from None
+            raise PipelineError(_paginate_problem(exc)) from None
         return None if isinstance(paginator, SinglePage) and not paginator.max_pages else paginator
 
     def build_request(self, fetch: Fetch, values: dict[str, Any]) -> Request:
@@ -196,6 +192,25 @@ class Connector:
             # Every item is checked: a list that starts with objects may still hold others.
             return [r if isinstance(r, dict) else {"value": r} for r in data]
         raise ResponseError(f"expected records (an object or a list), got {type(data).__name__}")
+
+
+def _paginate_problem(exc: ValidationError) -> str:
+    """One line for a bad ``paginate`` table: the unknown type or key, and the fix."""
+    errors = exc.errors(include_url=False)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    types = ", ".join(PAGINATOR_TYPES)
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        given = str((err.get("ctx") or {}).get("tag", ""))
+        close = difflib.get_close_matches(given, PAGINATOR_TYPES, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        what = f"unknown type {given!r}{hint}" if given else "needs a 'type'"
+        return f"paginate: {what} (types: {types})"
+    loc = ".".join(str(p) for p in err["loc"][1:])  # the first part is the type tag
+    if err["type"] == "extra_forbidden":
+        message = f"unknown key {err['loc'][-1]!r}"
+    else:
+        message = str(err["msg"]).removeprefix("Value error, ")
+    return f"paginate{'.' + loc if loc else ''}: {message} (types: {types})"
 
 
 def _quote_path(value: Any) -> str:

@@ -11,6 +11,7 @@ broken package never breaks pipelines that do not use it.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
 
@@ -53,7 +54,10 @@ def connector_class(kind: str) -> type[Connector]:
             return _checked(import_ref(kind), kind)
         except ValueError as exc:
             raise PluginError(f"connector kind {kind!r}: {exc}") from None
-    raise PluginError(f"unknown connector kind {kind!r} (known: {', '.join(known_kinds())})")
+    known = known_kinds()
+    close = difflib.get_close_matches(kind, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise PluginError(f"unknown connector kind {kind!r}{hint} (known: {', '.join(known)})")
 
 
 def _checked(cls: object, kind: str) -> type[Connector]:

@@ -55,7 +55,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from croniter import CroniterBadDateError, croniter
 
-from ._models import Schedule, SchedulerSettings
+from podium.pipeline import Schedule
+
+from ._models import SchedulerSettings
 
 TASK_ID = "podium.fire"
 PREFIX = "podium:"

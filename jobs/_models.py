@@ -11,35 +11,15 @@ import hashlib
 import os
 import re
 import socket
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from podium.orchestrator import Config
-from podium.pipeline import ConfigError, PodiumError
+from podium.orchestrator.config import config_error
+from podium.pipeline import ConfigError, Duration, PodiumError, Schedule
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``30`` (seconds), ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` → timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        parts = _PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
-    raise ValueError(f'not a duration: {value!r} (e.g. 30, "90s", "5m", "1h30m")')
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 def default_node_id(pid: int | None = None) -> str:
@@ -59,59 +39,6 @@ def check_node_id(node_id: str) -> str:
             where="scheduler.node_id",
         )
     return node_id
-
-
-class Schedule(BaseModel):
-    """``schedule = { interval = "5m" }`` or ``{ cron = "0 * * * *", timezone = "…" }``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cron: str | None = None  # 5 fields, or 6 with seconds first
-    interval: Duration | None = None
-    timezone: str = "UTC"
-    jitter: Duration = timedelta(0)
-    start: datetime | None = None
-    end: datetime | None = None
-    paused: bool = False
-    catch_up: Literal["skip", "once"] = "skip"
-    overlap: Literal["skip", "queue", "parallel"] = "skip"
-    timeout: Duration | None = None  # the run's time budget; else the pipeline's, else default
-
-    @model_validator(mode="after")
-    def _check(self) -> Schedule:
-        if (self.cron is None) == (self.interval is None):
-            raise ValueError("give exactly one of 'cron' or 'interval'")
-        if self.interval is not None and self.interval <= timedelta(0):
-            raise ValueError("'interval' must be positive")
-        if self.cron is not None and len(self.cron.split()) not in (5, 6):
-            raise ValueError(f"'cron' needs 5 fields (or 6 with seconds first): {self.cron!r}")
-        try:
-            zone = ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f'unknown time zone {self.timezone!r} (e.g. "Europe/Berlin")'
-            ) from None
-        if self.start and self.end and _aware(self.start, zone) >= _aware(self.end, zone):
-            raise ValueError("'start' must be before 'end'")
-        return self
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def start_at(self) -> datetime | None:
-        return _aware(self.start, self.zone) if self.start else None
-
-    def end_at(self) -> datetime | None:
-        return _aware(self.end, self.zone) if self.end else None
-
-    def describe(self) -> str:
-        what = f"cron {self.cron} {self.timezone}" if self.cron else f"every {self.interval}"
-        return what + (" (paused)" if self.paused else "")
-
-
-def _aware(value: datetime, zone: ZoneInfo) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=zone)
 
 
 class SchedulerSettings(BaseModel):
@@ -165,32 +92,33 @@ class Plan(BaseModel):
 
 def build_plan(config: Config) -> Plan:
     """Validate the daemon's parts of ``config``; one ConfigError naming the key path."""
-    where = f"{config.path}: scheduler"
     try:
         settings = SchedulerSettings.model_validate(config.scheduler)
     except ValidationError as exc:
-        raise _error(exc, where) from None
-    schedules: dict[str, Schedule] = {}
-    for name, table in config.schedules.items():
-        where = f"{config.path}: pipelines.{name}.schedule"
-        try:
-            schedules[name] = Schedule.model_validate(table)
-        except ValidationError as exc:
-            raise _error(exc, where) from None
+        raise config_error(exc, config.path, "scheduler", SchedulerSettings) from None
+    for name in sorted(config.scheduled):
         entry = config.pipelines.get(name)
         if isinstance(entry, PodiumError):
             raise ConfigError(f"scheduled pipeline {name!r} is invalid: {entry}")
+    schedules = config.schedules
+    for name, schedule in schedules.items():
         try:
             config.connectors_for(config.pipeline(name))
         except PodiumError as exc:
             raise ConfigError(f"scheduled pipeline {name!r} cannot run: {exc}") from None
+        check_trigger(schedule, where=f"{config.path}: pipelines.{name}.schedule")
     return Plan(settings=settings, schedules=schedules, config=config)
 
 
-def _error(exc: ValidationError, where: str) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        message = f"unknown key {err['loc'][-1]!r}"
-    return ConfigError(message, where=f"{where}.{loc}" if loc else where)
+def check_trigger(schedule: Schedule, *, where: str) -> None:
+    """The scheduler library's own verdict on the schedule: it refuses some cron syntax
+    croniter accepts (``L``, ``W``, ``#``) and crashes on a few values (a weekday 8)."""
+    from ._adapter import make_trigger  # the scheduler library loads with the daemon only
+
+    try:
+        make_trigger(schedule, datetime.now(UTC))
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"the scheduler cannot use cron {schedule.cron!r}: {text}", where=f"{where}.cron"
+        ) from None

@@ -29,6 +29,7 @@ from ._expr import Expr, truthy
 from ._fields import FieldSet
 from ._pipeline import Pipeline, RunPolicy
 from ._refs import import_ref
+from ._schedule import Duration, Schedule, check_cron, parse_duration
 from ._stages import (
     STAGE_KINDS,
     Aggregate,
@@ -54,6 +55,7 @@ __all__ = [
     "CredentialError",
     "DNSError",
     "DuplicateFire",
+    "Duration",
     "Expr",
     "Fetch",
     "FieldSet",
@@ -74,6 +76,7 @@ __all__ = [
     "ResponseError",
     "RunNotFound",
     "RunPolicy",
+    "Schedule",
     "Stage",
     "StageError",
     "Store",
@@ -83,8 +86,10 @@ __all__ = [
     "Transform",
     "TransportError",
     "TreeTemplate",
+    "check_cron",
     "import_ref",
     "lookup",
+    "parse_duration",
     "render_tree",
     "truthy",
 ]

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import jmespath
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError
 from jmespath.parser import ParsedResult
 
 from ._errors import PipelineError
@@ -28,8 +28,9 @@ class Expr:
         try:
             self._parsed: ParsedResult = jmespath.compile(source)
         except JMESPathError as exc:
-            first = str(exc).splitlines()[0]
-            raise PipelineError(f"invalid JMESPath expression {source!r}: {first}") from None
+            raise PipelineError(
+                f"invalid JMESPath expression {source!r}: {_problem(exc)}"
+            ) from None
         # Plain field paths (``items``, ``data.current.temp``) are most expressions in
         # practice; walking dicts directly gives JMESPath's answer at a tenth of the cost.
         if _SIMPLE_PATH.fullmatch(source):
@@ -47,6 +48,18 @@ class Expr:
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
+
+
+def _problem(exc: JMESPathError) -> str:
+    """jmespath's error as one line: what is wrong and at which character (its own text
+    spans three lines, with a caret, and says "Incomplete expression:" and no more)."""
+    where = getattr(exc, "lex_position", None)
+    at = f" at character {where + 1}" if isinstance(where, int) else ""
+    if isinstance(exc, IncompleteExpressionError):
+        return f"the expression ends too early{at} (an unclosed bracket or a missing operand?)"
+    message = getattr(exc, "message", None) or getattr(exc, "msg", None) or str(exc)
+    message = str(message).splitlines()[0].rstrip(":")
+    return f"{message[:1].lower()}{message[1:]}{at}"
 
 
 def truthy(value: Any) -> bool:

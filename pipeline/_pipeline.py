@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, T
 
 from ._errors import PipelineError
 from ._fields import FieldSet
+from ._schedule import Schedule
 from ._stages import (
     NAME_PATTERN,
     Aggregate,
@@ -67,6 +68,8 @@ class Pipeline(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     policy: RunPolicy = Field(default_factory=RunPolicy)
     timeout: float | None = Field(default=None, gt=0)
+    # When the daemon runs it on its own; runs started by hand ignore it.
+    schedule: Schedule | None = None
 
     _order: tuple[str, ...] = PrivateAttr(())
     _inputs: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)

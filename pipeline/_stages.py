@@ -88,6 +88,13 @@ class Fetch(Stage):
     def _carry_list(cls, value: Any) -> Any:
         return {name: name for name in value} if isinstance(value, list) else value
 
+    @field_validator("records")
+    @classmethod
+    def _records_expression(cls, value: str | None) -> str | None:
+        if value is not None:
+            Expr(value)  # a mistake is reported at this key
+        return value
+
     @model_validator(mode="after")
     def _compile(self) -> Fetch:
         if self.for_each is not None and self.inputs:
@@ -184,6 +191,20 @@ class Transform(Stage):
     rename: dict[str, str] = Field(default_factory=dict)
     drop: list[str] = Field(default_factory=list)
     select: list[str] | None = None
+
+    @field_validator("compute")
+    @classmethod
+    def _compute_expressions(cls, value: dict[str, str]) -> dict[str, str]:
+        for source in value.values():
+            Expr(source)
+        return value
+
+    @field_validator("filter", mode="after")
+    @classmethod
+    def _filter_expression(cls, value: str | None) -> str | None:
+        if value is not None:
+            Expr(value)
+        return value
 
     @model_validator(mode="after")
     def _compile(self) -> Transform:
@@ -305,6 +326,12 @@ class Check(Stage):
     severity: Literal["error", "warn"] = "error"
     drop: bool = False
     description: str = ""
+
+    @field_validator("expect")
+    @classmethod
+    def _expect_expression(cls, value: str) -> str:
+        Expr(value)
+        return value
 
     @model_validator(mode="after")
     def _compile(self) -> Check:

@@ -36,6 +36,9 @@ key = ["id"]
 """
 
 
+ITEMS_LINE = BASE.splitlines().index('path = "/items"') + 1
+
+
 def config(tmp_path: Path, **parts: str) -> str:
     values = {"connector_extra": "", "pipeline_extra": "", "fetch_extra": ""} | parts
     return BASE.format(db=tmp_path / "t.db", **values)
@@ -56,11 +59,46 @@ CASES: list[tuple[str, object, list[str], str]] = [
         t, connector_extra='auth = { type = "bearer", token = "${PODIUM_TEST_NOPE}" }'), [],
      "connectors.api.auth.token: environment variable PODIUM_TEST_NOPE is not set"),
     ("unknown connector kind", replace('kind = "http"', 'kind = "htp"'), [],
-     "unknown connector kind 'htp' (known: http"),
+     "unknown connector kind 'htp' (did you mean 'http'?) (known: http"),
     ("unknown connector in stage", replace('connector = "api"', 'connector = "apx"'), [],
      "unknown connector 'apx' (connectors: api)"),
     ("unknown stage kind", replace('kind = "fetch"', 'kind = "fetchh"'), [],
-     "pipelines.p.stages[0]: needs 'kind'"),
+     "pipelines.p.stages[0]: unknown stage kind 'fetchh' (did you mean 'fetch'?)"),
+    ("stage without a kind", replace('kind = "fetch"\n', ''), [],
+     "pipelines.p.stages[0]: needs 'kind': one of fetch, transform"),
+    # What the issue found accepted, or reported without saying what and where:
+    ("not UTF-8", lambda t: config(t).encode().replace(b"/items", b"/it\xe9ms"), [],
+     f"not UTF-8 text (byte 0xe9 on line {ITEMS_LINE}); save the file as UTF-8"),
+    ("binary junk", lambda t: bytes(range(256)) * 4, [], "not UTF-8 text (byte 0x80 on line 2)"),
+    ("null bytes", lambda t: b"\x00\x01\x02 = 3", [], "invalid TOML"),
+    ("empty file", lambda t: "", [], "is empty: define a [pipelines.NAME] table"),
+    ("only comments", lambda t: "# nothing here\n", [], "is empty"),
+    ("brackets in an expression are text", lambda t: config(t, fetch_extra='records = "items[/x]"'),
+     [], "stages[0].records: invalid JMESPath expression 'items[/x]': unknown token / at"),
+    ("JMESPath error names the key", lambda t: config(t, fetch_extra='records = "items[?"'), [],
+     "pipelines.p.stages[0].records: invalid JMESPath expression 'items[?': the expression "
+     "ends too early"),
+    ("typo inside schedule", lambda t: config(t, pipeline_extra='schedule = { intervall = "5m" }'),
+     [], "pipelines.p.schedule.intervall: unknown key 'intervall' (did you mean 'interval'?)"),
+    ("cron out of range", lambda t: config(t, pipeline_extra='schedule = { cron = "61 25 * * *" }'),
+     [], "pipelines.p.schedule: cron '61 25 * * *': a field is out of range"),
+    ("cron that never fires",
+     lambda t: config(t, pipeline_extra='schedule = { cron = "0 0 30 2 *" }'),
+     [], "cron '0 0 30 2 *' never fires"),
+    ("unknown parameter in a template", lambda t: config(
+        t, pipeline_extra='params = { kind = "a" }', fetch_extra='params = { k = "{params.knd}" }'),
+     [], "stages[0] (get): {params.knd} names no parameter (parameters: kind)"),
+    ("unclosed ${", lambda t: config(t, connector_extra='headers = { X = "${TOKEN" }'), [],
+     "connectors.api.headers.X: a ${ is not closed"),
+    ("typo in an auth key", lambda t: config(
+        t, connector_extra='auth = { type = "bearer", tokn = "x" }'), [],
+     "connectors.api.auth.tokn: unknown key 'tokn' (did you mean 'token'?)"),
+    ("misspelt auth type", lambda t: config(
+        t, connector_extra='auth = { type = "baerer", token = "x" }'), [],
+     "connectors.api.auth: unknown type 'baerer' (did you mean 'bearer'?)"),
+    ("misspelt paginator type", lambda t: config(
+        t, fetch_extra='paginate = { type = "ofset" }'), [],
+     "paginate: unknown type 'ofset' (did you mean 'offset'?)"),
     ("unknown stage key", lambda t: config(t, fetch_extra='pth = "/x"'), [],
      "pipelines.p.stages[0].pth: unknown key 'pth'"),
     ("stage reads unknown stage", lambda t: config(t) + '\n[[pipelines.p.stages]]\n'
@@ -115,7 +153,11 @@ def test_broken_config_gives_one_line_and_exit_2(
     tmp_path: Path, case: str, text: object, args: list[str], expected: str
 ) -> None:
     path = tmp_path / "config.toml"
-    path.write_text(text(tmp_path), encoding="utf-8")  # type: ignore[operator]
+    body = text(tmp_path)  # type: ignore[operator]
+    if isinstance(body, bytes):
+        path.write_bytes(body)
+    else:
+        path.write_text(body, encoding="utf-8")
     pipeline = "p"
     if args[:1] == ["--override-pipeline"]:
         pipeline, args = args[1], args[2:]
@@ -154,3 +196,50 @@ def test_a_broken_connector_does_not_break_other_pipelines(tmp_path: Path) -> No
     everything = CliRunner().invoke(app, ["validate", "--config", str(path)])
     assert everything.exit_code == 2
     assert "connectors.broken.auth.token" in everything.stderr
+
+
+@pytest.mark.parametrize(
+    ("cron", "expected"),
+    [
+        ("0 0 L * *", "the scheduler cannot use cron '0 0 L * *': Unrecognized expression 'L'"),
+        ("0 0 * * 8", "cron '0 0 * * 8': a field is out of range"),
+    ],
+)
+def test_validate_checks_schedules_as_the_daemon_will(
+    tmp_path: Path, cron: str, expected: str
+) -> None:
+    """croniter accepts 'L' (last day) but the daemon's scheduler does not: `validate`
+    says so in one line, instead of a daemon that starts and crashes on it."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        config(tmp_path, pipeline_extra=f'schedule = {{ cron = "{cron}" }}'), encoding="utf-8"
+    )
+    result = CliRunner().invoke(app, ["validate", "--config", str(path)])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert "pipelines.p.schedule" in lines[0] and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "sqlite:////nonexistent/folder/p.db",
+            "database.url: cannot open the SQLite database /nonexistent/folder/p.db (the "
+            "folder /nonexistent/folder does not exist)",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:1/test",
+            "database.url: cannot open PostgreSQL at 127.0.0.1:1 (database 'test', user "
+            "'postgres'): connection refused",
+        ),
+    ],
+)
+def test_a_database_that_cannot_be_opened_is_named(tmp_path: Path, url: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["runs", "--config", str(path)])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and expected in lines[0], lines

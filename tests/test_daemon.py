@@ -21,11 +21,11 @@ from loguru import logger
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
-from podium.jobs import Daemon, NodeIdInUse
+from podium.jobs import Daemon
 from podium.jobs import _control as jobs_control
 from podium.jobs import _pool as jobs_pool
 from podium.jobs._control import hold_node
-from podium.pipeline import HTTPStatusError, PodiumError
+from podium.pipeline import HTTPStatusError, NodeIdInUse, PodiumError
 
 from .daemon_helpers import (
     PODIUM,

@@ -233,8 +233,8 @@ incremental = { cursor = "updated_at", param = "since" }
     config = load_config(path, env={})
     [problem] = config.problems()
     assert str(problem) == (
-        f"{path}: pipelines.inc.stages[0].incremental.cursor_field: missing required key "
-        "'cursor_field' (and 1 more)"
+        f"{path}: pipelines.inc.stages[0].incremental.cursor: unknown key 'cursor' "
+        "(did you mean 'cursor_field'?) (and 1 more)"
     )
 
 

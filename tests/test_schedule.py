@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from podium.jobs import build_plan, parse_duration
+from podium.jobs import build_plan
 from podium.jobs._adapter import fingerprint, make_trigger, missed_fire
-from podium.jobs._models import Schedule
 from podium.orchestrator import load_config
-from podium.pipeline import ConfigError
+from podium.pipeline import ConfigError, Schedule, parse_duration
 
 from .daemon_helpers import pipeline_toml, write_config
 

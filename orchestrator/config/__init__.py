@@ -1,5 +1,6 @@
 """Loading ``config.toml``: parse, interpolate ``${ENV}``, validate, compile."""
 
+from ._errors import config_error, did_you_mean
 from ._interpolate import interpolate
 from ._load import DEFAULT_DATABASE_URL, Config, DatabaseConfig, LimitsConfig, load_config
 
@@ -8,6 +9,8 @@ __all__ = [
     "Config",
     "DatabaseConfig",
     "LimitsConfig",
+    "config_error",
+    "did_you_mean",
     "interpolate",
     "load_config",
 ]

@@ -13,6 +13,8 @@ from typing import Any
 from podium.pipeline import ConfigError
 
 _REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# A "${" that the reference pattern above cannot finish: unclosed, or not a name.
+_BROKEN = re.compile(r"\$\$\{|\$\{")
 
 
 # Keys whose values locate things rather than unlock them: what the environment puts
@@ -62,4 +64,13 @@ def _resolve(text: str, env: Mapping[str, str], where: str, secrets: set[str] | 
             where=where,
         )
 
+    # What is left once every well-formed reference is taken out; escapes stay escapes.
+    leftover = _REF.sub(lambda m: m.group(0) if m.group(0) == "$${" else "", text)
+    for match in _BROKEN.finditer(leftover):
+        if match.group(0) == "${":
+            raise ConfigError(
+                "a ${ is not closed or holds no variable name (write ${NAME}, or $${ for a "
+                "literal ${)",
+                where=where,
+            )
     return _REF.sub(substitute, text)

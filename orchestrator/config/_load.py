@@ -18,9 +18,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.connectors import Connector, connector_class
-from podium.pipeline import ConfigError, Fetch, Pipeline, PodiumError
+from podium.pipeline import ConfigError, Fetch, Pipeline, PodiumError, Schedule
 
 from ._database_url import database_kind
+from ._errors import config_error
 from ._interpolate import interpolate
 
 DEFAULT_DATABASE_URL = "sqlite:///podium.db"
@@ -57,10 +58,20 @@ class Config:
     scheduler: dict[str, Any]
     connectors: dict[str, Connector | PodiumError] = field(default_factory=dict)
     pipelines: dict[str, Pipeline | PodiumError] = field(default_factory=dict)
-    # Each pipeline's raw ``schedule`` table (interpolated), for the daemon in jobs/.
-    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Pipelines whose table has a schedule, valid or not: the daemon refuses to start
+    # with one of them broken rather than silently never fire it.
+    scheduled: set[str] = field(default_factory=set)
     # Values taken from the environment for keys that may hold credentials: runs mask them.
     secrets: set[str] = field(default_factory=set)
+
+    @property
+    def schedules(self) -> dict[str, Schedule]:
+        """The schedule of every valid pipeline that has one (what the daemon fires)."""
+        return {
+            name: entry.schedule
+            for name, entry in self.pipelines.items()
+            if isinstance(entry, Pipeline) and entry.schedule is not None
+        }
 
     def pipeline(self, name: str) -> Pipeline:
         entry = self.pipelines.get(name)
@@ -105,7 +116,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             }
         )
     except ValidationError as exc:
-        raise _config_error(exc, path, "") from None
+        raise config_error(exc, path, "", _TopLevel) from None
     try:
         database_kind(top.database.url)
     except ConfigError as exc:
@@ -114,6 +125,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     for name, table in top.connectors.items():
         config.connectors[name] = _guard(_connector, name, table, env, path, secrets)
     for name, table in top.pipelines.items():
+        if "schedule" in table:
+            config.scheduled.add(name)
         config.pipelines[name] = _guard(_pipeline, name, table, env, path, config)
     return config
 
@@ -127,15 +140,31 @@ def _guard(build: Any, *args: Any) -> Any:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a config file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        return tomllib.loads(text)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if not raw:
+        raise ConfigError(
+            f"{path} is empty: define a [pipelines.NAME] table (podium's own config.toml "
+            "is an example to start from)"
+        )
+    return raw
 
 
 def _connector(
@@ -156,7 +185,7 @@ def _connector(
     try:
         config = cls.Config.model_validate(resolved)
     except ValidationError as exc:
-        raise _config_error(exc, path, where) from None
+        raise config_error(exc, path, where, cls.Config) from None
     try:
         return cls(name, config)
     except Exception as exc:  # a plugin's constructor may raise anything
@@ -178,14 +207,10 @@ def _pipeline(
         raise ConfigError(
             "unknown key 'name' (the table's name is the pipeline's name)", where=f"{path}: {where}"
         )
-    # The scheduler's keys live beside the stages; the daemon reads them, runs ignore them.
-    schedule = resolved.pop("schedule", None)
-    if schedule is not None:
-        config.schedules[name] = schedule
     try:
         pipeline = Pipeline.model_validate({**resolved, "name": name})
     except ValidationError as exc:
-        raise _config_error(exc, path, where) from None
+        raise config_error(exc, path, where, Pipeline) from None
     for i, stage in enumerate(pipeline.stages):
         if not isinstance(stage, Fetch):
             continue
@@ -202,30 +227,3 @@ def _pipeline(
             except PodiumError as exc:
                 raise ConfigError(exc.message, where=stage_where) from None
     return pipeline
-
-
-def _config_error(exc: ValidationError, path: Path, where: str) -> ConfigError:
-    """The first validation error as one line: file, key path, what is wrong."""
-    errors = exc.errors(include_url=False)
-    err = errors[0]
-    loc = _loc(err["loc"])
-    key = ".".join(p for p in (where, loc) if p)
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        message = f"unknown key {err['loc'][-1]!r}"
-    elif err["type"] == "missing":
-        message = f"missing required key {err['loc'][-1]!r}"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return ConfigError(f"{message}{more}", where=f"{path}: {key}" if key else str(path))
-
-
-def _loc(parts: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("fetch", "transform", "aggregate", "check", "store") and out.endswith("]"):
-            continue  # the discriminator tag pydantic inserts: not a key the user wrote
-        else:
-            out += f".{part}" if out else str(part)
-    return out

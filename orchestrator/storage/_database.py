@@ -13,9 +13,11 @@ All database work is written as plain synchronous SQLAlchemy Core functions of a
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -124,7 +126,12 @@ class Database:
 
 @asynccontextmanager
 async def open_database(url: str) -> AsyncIterator[Database]:
-    """A database owned by this context: every connection is closed on exit."""
+    """A database owned by this context: every connection is closed on exit.
+
+    The first connection is made here, so a file that cannot be opened or a server that
+    cannot be reached is one error naming ``database.url`` and the path or host — before
+    any request goes out, not halfway through a run.
+    """
     target = engine_url(url)
     if target.drivername.startswith("sqlite"):
         engine = sa.create_engine(target)
@@ -135,9 +142,41 @@ async def open_database(url: str) -> AsyncIterator[Database]:
 
         database = Database(url, create_async_engine(target), is_async=True)
     try:
+        await _connect_once(database, target)
         yield database
     finally:
         await database._dispose()
+
+
+async def _connect_once(database: Database, target: sa.URL) -> None:
+    try:
+        if database._async:
+            async with database._engine.connect():
+                pass
+        else:
+            with database._engine.connect():
+                pass
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreError(
+            f"cannot open {_describe(target)}: {_reason(exc)}", where="database.url"
+        ) from None
+
+
+def _describe(target: sa.URL) -> str:
+    if target.drivername.startswith("sqlite"):
+        path = Path(target.database or "")
+        missing = "" if path.parent.exists() else f" (the folder {path.parent} does not exist)"
+        return f"the SQLite database {path}{missing}"
+    where = f"{target.host or 'localhost'}:{target.port or 5432}"
+    return f"PostgreSQL at {where} (database {target.database!r}, user {target.username!r})"
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, OSError) and orig.errno:
+        return os.strerror(orig.errno).lower()
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
 
 
 def store_error(exc: SQLAlchemyError | OSError, what: str) -> StoreError:

@@ -228,6 +228,10 @@ def validate(
         error(str(problem))
     if problems:
         raise typer.Exit(2)
+    if loaded.scheduled or loaded.scheduler:
+        from podium.jobs import build_plan
+
+        build_plan(loaded)  # the daemon's own checks: [scheduler], each trigger
     typer.echo(
         f"{config}: ok — {len(loaded.pipelines)} pipelines, {len(loaded.connectors)} connectors"
     )
