@@ -31,6 +31,7 @@ from ._registry import (
     describe_kinds,
     known_kinds,
     plugin_entry_points,
+    settings_catalog,
 )
 
 __all__ = [
@@ -65,4 +66,5 @@ __all__ = [
     "known_kinds",
     "origin",
     "plugin_entry_points",
+    "settings_catalog",
 ]

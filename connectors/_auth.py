@@ -262,4 +262,11 @@ AuthConfig = Annotated[
 ]
 Auth = _AuthBase
 """The public name of the auth base class, for plugins."""
+AUTH_MODELS: tuple[type[_AuthBase], ...] = (
+    BearerAuth,
+    BasicAuth,
+    ApiKeyAuth,
+    OAuth2ClientCredentials,
+    CookieLogin,
+)
 AUTH_TYPES = ("bearer", "basic", "api_key", "oauth2_client_credentials", "cookie_login")

@@ -14,12 +14,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
+from typing import Any
 
+from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from podium.pipeline import PluginError, import_ref
 
-from ._base import Connector, ConnectorConfig
+from ._auth import AUTH_MODELS
+from ._base import Connector, ConnectorConfig, RedirectPolicy, RetryPolicy, TlsConfig
 from ._http import HttpConnector
 
 ENTRY_POINT_GROUP = "podium.connectors"
@@ -106,17 +109,49 @@ def describe_kinds() -> list[KindInfo]:
 
 
 def _own_fields(cls: type[Connector]) -> tuple[str, ...]:
+    return describe_fields(cls.Config, skip=set(ConnectorConfig.model_fields))
+
+
+def describe_fields(
+    model: type[BaseModel], *, skip: frozenset[str] | set[str] = frozenset()
+) -> tuple[str, ...]:
+    """Every key a model takes, as ``name (required)`` or ``name = default``."""
     out = []
-    for name, info in cls.Config.model_fields.items():
-        if name in ConnectorConfig.model_fields:
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if name in skip or key in ("type", "kind"):
             continue
         if info.is_required():
-            out.append(f"{name} (required)")
+            out.append(f"{key} (required)")
         elif info.default is PydanticUndefined:
-            out.append(name)
+            factory = info.default_factory
+            empty = factory() if factory is not None else None  # type: ignore[call-arg]
+            out.append(f"{key} = {_shown(empty)}" if empty is not None else key)
         else:
-            out.append(f"{name} = {info.default!r}")
+            out.append(f"{key} = {_shown(info.default)}")
     return tuple(out)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "{…}"
+    if isinstance(value, frozenset | set):
+        return "[" + ", ".join(str(v) for v in sorted(value)) + "]"
+    return repr(value)
+
+
+def settings_catalog() -> list[tuple[str, tuple[str, ...]]]:
+    """The tables every connector takes, each with all its keys: what ``podium
+    connectors`` lists under the kinds, read from the models so it never goes stale."""
+    rows: list[tuple[str, tuple[str, ...]]] = [
+        ("retry", describe_fields(RetryPolicy)),
+        ("redirects", describe_fields(RedirectPolicy)),
+        ("tls", describe_fields(TlsConfig)),
+    ]
+    for auth in AUTH_MODELS:
+        tag = auth.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+        rows.append((f'auth, type = "{tag}"', describe_fields(auth)))
+    return rows
 
 
 def _version(distribution: str) -> str:

@@ -71,11 +71,13 @@ def configure_logging(
     json: bool = False,
     sink: Callable[[str], Any] | TextIO | None = None,
     replace_default: bool = False,
+    colorize: bool | None = None,
 ) -> None:
     """Send podium's log records to ``sink`` (stderr by default), as text or JSON lines.
 
     Only podium's records reach this handler, and calling it again replaces the handler
-    it added before — never one a host application added. ``replace_default`` also
+    it added before — never one a host application added. ``colorize`` forces colour on
+    or off (None: when the sink is a terminal). ``replace_default`` also
     removes loguru's own default stderr handler: the command line does this, since it
     owns the process; a host application keeps its handlers.
     """
@@ -96,7 +98,7 @@ def configure_logging(
                 level=level,
                 format=_human_format,
                 filter=_podium_records,
-                colorize=None,
+                colorize=colorize,
                 backtrace=False,
                 diagnose=False,
             )

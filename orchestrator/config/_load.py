@@ -118,10 +118,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except ValidationError as exc:
         raise config_error(exc, path, "", _TopLevel) from None
     try:
-        database_kind(top.database.url)
+        kind = database_kind(top.database.url)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=f"{path}: database.url") from None
-    config = Config(path, top.database, top.limits, top.scheduler, secrets=secrets)
+    database = top.database
+    if kind == "sqlite":
+        database = DatabaseConfig(url=sqlite_beside(top.database.url, path.resolve().parent))
+    config = Config(path, database, top.limits, top.scheduler, secrets=secrets)
     for name, table in top.connectors.items():
         config.connectors[name] = _guard(_connector, name, table, env, path, secrets)
     for name, table in top.pipelines.items():
@@ -129,6 +132,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
             config.scheduled.add(name)
         config.pipelines[name] = _guard(_pipeline, name, table, env, path, config)
     return config
+
+
+def sqlite_beside(url: str, folder: Path) -> str:
+    """A relative SQLite path names a file in the config's folder, wherever the command
+    runs (``podium runs --config elsewhere/config.toml`` reads elsewhere/podium.db)."""
+    scheme, _, rest = url.partition(":///")
+    path, query_sep, query = rest.partition("?")
+    if not path or path.startswith("/") or path == ":memory:":
+        return url
+    return f"{scheme}:///{folder / path}{query_sep}{query}"
 
 
 def _guard(build: Any, *args: Any) -> Any:
@@ -208,7 +221,9 @@ def _pipeline(
             "unknown key 'name' (the table's name is the pipeline's name)", where=f"{path}: {where}"
         )
     try:
-        pipeline = Pipeline.model_validate({**resolved, "name": name})
+        pipeline = Pipeline.model_validate(
+            {**resolved, "name": name}, context={"base_dir": path.resolve().parent}
+        )
     except ValidationError as exc:
         raise config_error(exc, path, where, Pipeline) from None
     for i, stage in enumerate(pipeline.stages):

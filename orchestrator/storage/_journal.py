@@ -10,6 +10,7 @@ buffered and written in batches so a storm of failures cannot slow the run down.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -225,9 +226,20 @@ class Journal:
         await self.create_tables()
         return await self.db.run("reading pipeline state", _select_state, pipeline, keys)
 
-    async def runs(self, pipeline: str | None = None, limit: int = 20) -> list[RunRow]:
+    async def runs(
+        self,
+        pipeline: str | None = None,
+        limit: int = 20,
+        *,
+        statuses: tuple[str, ...] = (),
+        since: datetime | None = None,
+        trigger: str | None = None,
+    ) -> list[RunRow]:
+        """Runs newest first; ``trigger`` matches a trigger or its kind (``daemon`` matches
+        ``daemon:node-1``)."""
         await self.create_tables()
-        rows = await self.db.run("reading runs", _select_runs, pipeline, limit)
+        query = RunQuery(pipeline, limit, statuses, since, trigger)
+        rows = await self.db.run("reading runs", _select_runs, query)
         return [RunRow.model_validate(r) for r in rows]
 
     async def last_fire(self, pipeline: str) -> datetime | None:
@@ -349,10 +361,26 @@ def _select_state(conn: Connection, pipeline: str, keys: list[str]) -> dict[str,
     return {key: value for key, value in conn.execute(query)}
 
 
-def _select_runs(conn: Connection, pipeline: str | None, limit: int) -> list[dict[str, Any]]:
-    query = select(_RUNS).order_by(desc(_RUNS.c.started_at)).limit(limit)
-    if pipeline:
-        query = query.where(_RUNS.c.pipeline == pipeline)
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    pipeline: str | None = None
+    limit: int = 20
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    trigger: str | None = None
+
+
+def _select_runs(conn: Connection, q: RunQuery) -> list[dict[str, Any]]:
+    query = select(_RUNS).order_by(desc(_RUNS.c.started_at)).limit(q.limit)
+    if q.pipeline:
+        query = query.where(_RUNS.c.pipeline == q.pipeline)
+    if q.statuses:
+        query = query.where(_RUNS.c.status.in_(q.statuses))
+    if q.since is not None:
+        query = query.where(_RUNS.c.started_at >= q.since)
+    if q.trigger:
+        kind = _RUNS.c.trigger.startswith(f"{q.trigger}:", autoescape=True)
+        query = query.where((_RUNS.c.trigger == q.trigger) | kind)
     return [dict(r._mapping) for r in conn.execute(query)]
 
 

@@ -30,7 +30,7 @@ def list_connectors() -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from podium.connectors import COMMON_FIELDS, describe_kinds
+    from podium.connectors import COMMON_FIELDS, describe_kinds, settings_catalog
 
     table = Table(
         title="connector kinds",
@@ -46,7 +46,18 @@ def list_connectors() -> None:
         else:
             fields = Text(", ".join(info.fields) or "-")
         table.add_row(Text(info.kind), Text(info.package), Text(info.version), fields)
-    console().print(table)
+    settings = Table(
+        title="settings every kind takes (see docs/connectors.md)",
+        title_justify="left",
+        show_header=False,
+    )
+    settings.add_column("table", no_wrap=True)
+    settings.add_column("keys", overflow="fold")
+    for name, keys in settings_catalog():
+        settings.add_row(Text(name), Text(", ".join(keys)))
+    out = console()
+    out.print(table)
+    out.print(settings)
 
 
 @connectors_app.command("new")

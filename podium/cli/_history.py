@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -10,11 +12,30 @@ import typer
 from ._app import DEFAULT_CONFIG, ConfigOption, app, console, user_errors
 
 
-async def _journal_call(database_url: str, method: str, *args: Any) -> Any:
+async def _journal_call(database_url: str, method: str, *args: Any, **kwargs: Any) -> Any:
     from podium.orchestrator import Journal, open_database
 
     async with open_database(database_url) as database:
-        return await getattr(Journal(database), method)(*args)
+        return await getattr(Journal(database), method)(*args, **kwargs)
+
+
+def parse_since(text: str) -> datetime:
+    """``--since``: a duration back from now (``90m``, ``2d``) or a time (ISO 8601; a time
+    without a zone is UTC)."""
+    from podium.pipeline import ConfigError, parse_duration
+
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since expects a duration (e.g. 2h, 7d) or a time (e.g. 2026-12-01T08:00Z), "
+            f"got {text!r}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @app.command()
@@ -22,19 +43,47 @@ async def _journal_call(database_url: str, method: str, *args: Any) -> Any:
 def runs(
     pipeline: Annotated[str | None, typer.Argument(help="only this pipeline's runs")] = None,
     config: ConfigOption = DEFAULT_CONFIG,
-    limit: Annotated[int, typer.Option(help="how many runs")] = 20,
+    limit: Annotated[int, typer.Option(help="how many runs", min=1)] = 20,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", help="only runs that ended so (repeatable): ok, failed, …"),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="only runs started since: a duration (2h) or a time")
+    ] = None,
+    trigger: Annotated[
+        str | None, typer.Option(help="only runs started so: cli, python, daemon, …")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the runs as JSON")] = False,
 ) -> None:
     """List recent runs, newest first."""
     import anyio
 
     from podium.orchestrator.config import load_config
+    from podium.orchestrator.storage import RUN_STATUSES
+    from podium.pipeline import ConfigError
 
     from ._display import runs_listing
 
+    statuses = tuple(status or ())
+    unknown = sorted(set(statuses) - set(RUN_STATUSES))
+    if unknown:
+        raise ConfigError(
+            f"--status {', '.join(unknown)} is not a run status ({', '.join(RUN_STATUSES)})"
+        )
+    after = parse_since(since) if since is not None else None
     loaded = load_config(config)
-    found = anyio.run(
-        _journal_call, loaded.database.url, "runs", pipeline, limit, backend="asyncio"
-    )
+    query = functools.partial(
+        _journal_call, loaded.database.url, "runs", pipeline, limit,
+        statuses=statuses, since=after, trigger=trigger,
+    )  # fmt: skip
+    found = anyio.run(query, backend="asyncio")
+    if as_json:
+        import orjson
+
+        rows = [r.model_dump(mode="json") for r in found]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
     console().print(runs_listing(found, where=loaded.database.url))
 
 

@@ -1,4 +1,9 @@
-"""Live progress of a run on a terminal: a bar per fan-out stage, a counter per store."""
+"""Live progress of a run on a terminal: a bar per fan-out stage, a counter per store.
+
+While it runs, log lines go through the display's console (``log``): Rich prints them
+above the live region and redraws it below, so a warning never lands on the bar and the
+last frame is never overwritten by a line written past it.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ class LiveProgress:
             transient=False,
         )
         self._tasks: dict[str, Any] = {}
+
+    def log(self, message: str) -> None:
+        """A loguru sink: one formatted record, printed above the live display."""
+        self.progress.console.print(Text.from_ansi(message.rstrip("\n")), soft_wrap=True)
 
     def _update(self) -> None:
         for name, stage in self.stats.stages.items():

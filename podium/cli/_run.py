@@ -47,6 +47,7 @@ async def _execute(
     params: dict[str, Any],
     dry_run: bool,
     progress: Console | None,
+    log_level: str = "INFO",
 ) -> RunResult:
     import anyio
 
@@ -75,21 +76,44 @@ async def _execute(
     async with open_database(config.database.url) as database:
         if progress is None:
             return await run(database=database)
+        from podium.orchestrator import configure_logging
+
         from ._progress import LiveProgress
 
         live = LiveProgress(progress, stats)
         result: RunResult | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(live.run, name="progress")
-            try:
-                result = await run(database=database)
-            finally:
-                tg.cancel_scope.cancel()
+        configure_logging(level=log_level, sink=live.log, colorize=True, replace_default=True)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(live.run, name="progress")
+                try:
+                    result = await run(database=database)
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            configure_logging(level=log_level, replace_default=True)
         assert result is not None
         return result
 
 
-def _report(result: RunResult, *, as_json: bool) -> None:
+def _demo_hint(config: Config, result: RunResult) -> str | None:
+    """A run against the bundled demo API's address that found nothing listening there."""
+    from .demo import DEFAULT_DEMO_URL
+
+    refused = any("connection refused" in str(c.get("cause", "")) for c in result.run.causes)
+    uses_demo = any(
+        not isinstance(c, Exception) and c.config.base_url == DEFAULT_DEMO_URL
+        for c in config.connectors.values()
+    )
+    if refused and uses_demo:
+        return (
+            f"nothing answers at {DEFAULT_DEMO_URL}: start the demo API with "
+            "`podium demo-api` in another terminal, or run `podium demo`, which starts it"
+        )
+    return None
+
+
+def _report(result: RunResult, *, as_json: bool, hint: str | None = None) -> None:
     from ._display import result_json, run_report
 
     if as_json:
@@ -104,6 +128,8 @@ def _report(result: RunResult, *, as_json: bool) -> None:
             out.print(part)
     if result.record_error is not None:
         error(result.record_error)
+    if hint is not None and not result.ok:
+        error(hint, prefix="podium: hint:")
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -122,11 +148,8 @@ def run_command(
 
     from podium.orchestrator import configure_logging, load_config
 
-    configure_logging(
-        level="DEBUG" if verbose else "WARNING" if as_json else "INFO",
-        json=log_json,
-        replace_default=True,
-    )
+    level = "DEBUG" if verbose else "WARNING" if as_json else "INFO"
+    configure_logging(level=level, json=log_json, replace_default=True)
     config = load_config(config_path)
     err = console(stderr=True)
     show_progress = err.is_terminal and not as_json and not log_json
@@ -138,10 +161,11 @@ def run_command(
             params=params,
             dry_run=dry_run,
             progress=err if show_progress else None,
+            log_level=level,
         ),
         backend="asyncio",
     )
-    _report(result, as_json=as_json)
+    _report(result, as_json=as_json, hint=_demo_hint(config, result))
 
 
 @app.command()

@@ -36,6 +36,9 @@ CITIES = [
     ("zrh", "Zurich", "CH", 47.37, 8.54), ("por", "Porto", "PT", 41.15, -8.61),
 ]  # fmt: skip
 DEMO_TOKEN = "demo-token"
+# Where `podium demo-api` listens, and the demo connectors' base_url when
+# PODIUM_DEMO_URL is not set (config.toml).
+DEFAULT_DEMO_URL = "http://127.0.0.1:8765"
 DEMO_API_KEY = "demo-key"
 
 
