@@ -163,17 +163,19 @@ class Connector:
 
     def build_request(self, fetch: Fetch, values: dict[str, Any]) -> Request:
         """The first request of a fetch for one fan-out item (``values`` fills templates)."""
-        path = fetch.path_template.render(values, quote=_quote_path)
-        if path.startswith(("http://", "https://")):
-            url = path
-        elif not path or path.startswith(("/", "?")):
-            url = self.config.base_url + path
-        else:
-            url = f"{self.config.base_url}/{path}"
+        url = self.url_for(fetch.path_template.render(values, quote=_quote_path))
         params = fetch.params_template.render(values) if fetch.params else {}
         headers = fetch.headers_template.render(values) if fetch.headers else {}
         body = fetch.body_template.render(values) if fetch.body is not None else None
         return Request(fetch.method, url, params, headers, body)
+
+    def url_for(self, path: str) -> str:
+        """A rendered path as a URL: absolute as given, else under ``base_url``."""
+        if path.startswith(("http://", "https://")):
+            return path
+        if not path or path.startswith(("/", "?")):
+            return self.config.base_url + path
+        return f"{self.config.base_url}/{path}"
 
     # -- responses -------------------------------------------------------------------------
     def records(self, fetch: Fetch, response: Response) -> list[Record]:

@@ -51,6 +51,28 @@ class Request:
     def with_params(self, **params: Any) -> Request:
         return replace(self, params={**self.params, **params})
 
+    def to_json(self) -> dict[str, Any]:
+        """The request as JSON-able data (a checkpoint or a dead letter keeps it so)."""
+        return {
+            "method": self.method,
+            "url": self.url,
+            "params": dict(self.params),
+            "headers": dict(self.headers),
+            "json": self.json,
+            "form": dict(self.form) if self.form is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Request:
+        return cls(
+            str(data["method"]),
+            str(data["url"]),
+            dict(data.get("params") or {}),
+            dict(data.get("headers") or {}),
+            data.get("json"),
+            data.get("form"),
+        )
+
     def with_headers(self, **headers: str) -> Request:
         return replace(self, headers={**self.headers, **headers})
 

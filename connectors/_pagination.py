@@ -88,6 +88,23 @@ class _Paginator(BaseModel):
             setattr(copy, name, private.get_default(call_default_factory=True))
         return copy
 
+    def checkpoint(self) -> dict[str, Any]:
+        """The chain's state as JSON (its private attributes), for a resumed run to go on
+        from. A plugin's paginator needs nothing more if its state is JSON-able."""
+        out: dict[str, Any] = {}
+        for name in self.__private_attributes__:
+            value = getattr(self, name)
+            out[name] = sorted(value, key=str) if isinstance(value, set) else value
+        return out
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up a chain where ``checkpoint`` left it."""
+        for name, private in self.__private_attributes__.items():
+            if name in state:
+                default = private.get_default(call_default_factory=True)
+                value = state[name]
+                setattr(self, name, set(value) if isinstance(default, set) else value)
+
     @cached_property
     def _has_more(self) -> Expr | None:
         return Expr(self.has_more) if self.has_more is not None else None

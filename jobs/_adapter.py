@@ -55,6 +55,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from croniter import CroniterBadDateError, croniter
 
+from podium.orchestrator import RunRow
 from podium.pipeline import Schedule
 
 from ._models import SchedulerSettings
@@ -65,11 +66,14 @@ PREFIX = "podium:"
 
 @dataclass(frozen=True, slots=True)
 class Fire:
-    """One scheduled fire: ``scheduled_for`` is the nominal time (the exactly-once key)."""
+    """One fire: ``scheduled_for`` is the nominal time (the exactly-once key)."""
 
     pipeline: str
-    scheduled_for: datetime
+    scheduled_for: datetime | None
     due: datetime  # nominal time plus jitter: when it was meant to start
+    trigger: str = "schedule"
+    # An interrupted run this node took over: the fire continues it instead of starting one.
+    resume: RunRow | None = None
 
 
 @dataclass(frozen=True, slots=True)

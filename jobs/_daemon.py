@@ -20,7 +20,8 @@ import anyio
 from loguru import logger
 
 from podium.orchestrator import Database, Journal, load_config, open_database
-from podium.pipeline import PodiumError, StoreError
+from podium.orchestrator.engine import pipeline_hash
+from podium.pipeline import PipelineBusy, PodiumError, StoreError
 
 from ._adapter import Fire, SchedulerAdapter, lateness, missed_fire
 from ._control import hold_node, new_instance, runtime_dir, runtime_file, write_runtime
@@ -30,6 +31,8 @@ from ._models import Plan, build_plan, check_node_id, default_node_id
 from ._pool import RunPool
 
 EXIT_FORCED = 130
+# Runs a daemon started (and may continue when their node is gone).
+DAEMON_TRIGGERS = ("schedule", "catch_up", "manual", "api", "backfill")
 
 
 class Daemon:
@@ -38,7 +41,6 @@ class Daemon:
         self.plan: Plan = build_plan(load_config(self.config_path))
         settings = self.plan.settings
         self.node_id = check_node_id(node_id or settings.node_id or default_node_id())
-        self.trigger = f"daemon:{self.node_id}"
         self.instance = new_instance()
         self.metrics = Metrics()
         self.started_at = datetime.now(UTC)
@@ -73,14 +75,12 @@ class Daemon:
         async with open_database(self.plan.config.database.url) as database:
             self._database = database
             journal = Journal(database)
-            stale = await _retry_startup(
-                journal.interrupt_stale,
-                self.trigger,
-                f"node {self.node_id!r} stopped during the run",
-            )
+            # Opening the journal reaps runs whose lease expired; a node restarted under
+            # the same id also closes its previous process's runs at once.
+            stale = await _retry_startup(journal.interrupt_node, self.node_id, os.getpid())
             if stale:
                 logger.warning("marked {} run(s) left running by this node as interrupted", stale)
-            pool = self._pool = RunPool(database, self.trigger, self.metrics, self.plan)
+            pool = self._pool = RunPool(database, self.node_id, self.metrics, self.plan)
             self.metrics.watch_running(pool.running)
             endpoint = Endpoint(
                 settings.host,
@@ -93,6 +93,7 @@ class Daemon:
             info_path = runtime_file(directory, self.node_id)
             async with anyio.create_task_group() as services:
                 services.start_soon(self._signals, services.cancel_scope, name="daemon:signals")
+                services.start_soon(self._take_over, journal, name="daemon:take-over")
                 self.port = await services.start(endpoint.serve, name="daemon:http")
                 write_runtime(
                     info_path,
@@ -140,6 +141,56 @@ class Daemon:
                 await pool.wait_idle()
             pool.cancel()
 
+    async def _take_over(self, journal: Journal) -> None:
+        """Every few seconds: reap runs whose owner died, and continue interrupted fires.
+
+        Reaping and claiming are single atomic updates, so with several nodes each
+        abandoned run is marked once and each interrupted fire continued by one node.
+        """
+        every = max(1.0, journal.lease.total_seconds() / 3)
+        while True:
+            await anyio.sleep(every)
+            if self._stopping.is_set():
+                return
+            try:
+                for run in await journal.reap():
+                    logger.bind(pipeline=run.pipeline).warning(
+                        "run {} {}", run.id[:8], run.error or "was abandoned"
+                    )
+                await self._resume_interrupted(journal)
+            except PodiumError as exc:  # the database is away: the next round tries again
+                logger.warning("looking for abandoned runs failed: {}", exc)
+
+    async def _resume_interrupted(self, journal: Journal) -> None:
+        plan, pool = self.plan, self._pool
+        if pool is None:
+            return
+        since = datetime.now(UTC) - plan.settings.resume_within
+        candidates = await journal.runs(
+            statuses=("interrupted",), triggers=DAEMON_TRIGGERS, finished_since=since, limit=20
+        )
+        for run in candidates:
+            schedule = plan.schedules.get(run.pipeline)
+            if schedule is None or schedule.resume != "auto" or schedule.paused:
+                continue
+            pipeline = plan.config.pipeline(run.pipeline)
+            if run.pipeline_hash != pipeline_hash(pipeline, {**pipeline.params}):
+                continue  # its definition changed: it cannot be continued, and stays as it is
+            lock = run.pipeline if schedule.overlap != "parallel" else None
+            try:
+                claimed = await journal.claim(
+                    run, node=self.node_id, pid=os.getpid(), lock_key=lock, cause="resume"
+                )
+            except PipelineBusy:
+                continue  # a run of the pipeline is going: try again after it
+            if claimed is None:
+                continue  # another node was faster
+            logger.bind(pipeline=run.pipeline).info(
+                "taking over interrupted run {} (attempt {})", run.id[:8], claimed.attempt
+            )
+            due = claimed.scheduled_for or datetime.now(UTC)
+            pool.submit(Fire(run.pipeline, claimed.scheduled_for, due, run.trigger, claimed))
+
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
@@ -164,7 +215,7 @@ class Daemon:
             self.metrics.skip(fire.pipeline, "missed")
             logger.bind(pipeline=fire.pipeline).info(
                 "missed fire {} skipped ({:.0f}s late, catch_up = skip)",
-                fire.scheduled_for.isoformat(),
+                (fire.scheduled_for or fire.due).isoformat(),
                 late.total_seconds(),
             )
             return
@@ -184,7 +235,7 @@ class Daemon:
             missed = missed_fire(schedule, since, now)
             if missed is not None:
                 logger.bind(pipeline=name).info("catching up the missed fire of {}", missed)
-                self._pool.submit(Fire(name, missed, now))
+                self._pool.submit(Fire(name, missed, now, "catch_up"))
 
     async def reload(self) -> bool:
         """Re-read the config; on any mistake keep the running plan and log one line."""
@@ -259,6 +310,7 @@ class Daemon:
                         "started_at": _iso(run.started_at),
                         "finished_at": _iso(run.finished_at),
                         "trigger": run.trigger,
+                        "node": run.node,
                         "stored": run.stored,
                     },
                 }

@@ -60,6 +60,8 @@ class SchedulerSettings(BaseModel):
     lease: Duration = timedelta(seconds=10)
     cleanup: Duration = timedelta(seconds=5)
     runtime_dir: str = ".podium"  # pid/port files, relative to the config file
+    # Interrupted fires younger than this are taken over and resumed (resume = "auto").
+    resume_within: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _check(self) -> SchedulerSettings:

@@ -8,10 +8,11 @@ cancelled run records ``interrupted`` before it lets go.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +22,15 @@ import anyio
 from anyio.abc import TaskGroup
 from loguru import logger
 
-from podium.orchestrator import Database, RunStats, run_pipeline
-from podium.pipeline import DuplicateFire, Pipeline, PodiumError
+from podium.orchestrator import Database, RunResult, RunStats, run_pipeline
+from podium.pipeline import DuplicateFire, Pipeline, PipelineBusy, PodiumError, Schedule
 
 from ._adapter import Fire
 from ._metrics import Metrics
 from ._models import Plan
 
+# A queued fire whose pipeline runs on another node looks at the lock this often.
+QUEUE_POLL_SECONDS = 1.0
 # Network and OS failures: expected in a scheduled run, never a reason for a traceback.
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
@@ -41,9 +44,9 @@ class _Slot:
 class RunPool:
     """Starts runs for fires under each pipeline's overlap policy; owns their tasks."""
 
-    def __init__(self, database: Database, trigger: str, metrics: Metrics, plan: Plan) -> None:
+    def __init__(self, database: Database, node_id: str, metrics: Metrics, plan: Plan) -> None:
         self.database = database
-        self.trigger = trigger  # "daemon:<node id>": a restarted node finds its stale runs
+        self.node_id = node_id
         self.metrics = metrics
         self._slots: dict[str, _Slot] = {}
         self._tg: TaskGroup | None = None
@@ -94,7 +97,8 @@ class RunPool:
         if self._tg is None or schedule is None:
             return
         slot = self._slots.setdefault(fire.pipeline, _Slot())
-        if slot.running and schedule.overlap != "parallel":
+        # A run taken over already holds the pipeline's lock on every node: it goes now.
+        if slot.running and schedule.overlap != "parallel" and fire.resume is None:
             if schedule.overlap == "queue" and slot.queued is None:
                 slot.queued = fire
                 logger.info("fire {} queued: the previous run is still going", _at(fire))
@@ -124,9 +128,10 @@ class RunPool:
 
     async def _execute(self, fire: Fire) -> None:
         pipeline = self._pipelines.get(fire.pipeline)
-        if pipeline is None:
+        schedule = self.plan.schedules.get(fire.pipeline)
+        if pipeline is None or schedule is None:
             return
-        run_id = uuid.uuid4().hex
+        run_id = fire.resume.id if fire.resume is not None else uuid.uuid4().hex
         stats = RunStats()
         late = (datetime.now(UTC) - fire.due).total_seconds()
         self.metrics.lateness.observe(max(late, 0.0))
@@ -134,22 +139,34 @@ class RunPool:
         status: str | None = "failed"
         try:
             connectors = self.plan.config.connectors_for(pipeline)
-            result = await run_pipeline(
-                pipeline,
-                connectors=connectors,
-                database=self.database,
-                concurrency=self.plan.config.limits.concurrency,
-                trigger=self.trigger,
-                scheduled_for=fire.scheduled_for,
-                stats=stats,
-                run_id=run_id,
-                secrets=self.plan.config.secrets,
+            result = await self._run_when_free(
+                schedule,
+                functools.partial(
+                    run_pipeline,
+                    pipeline,
+                    connectors=connectors,
+                    database=self.database,
+                    concurrency=self.plan.config.limits.concurrency,
+                    trigger=fire.trigger,
+                    scheduled_for=fire.scheduled_for,
+                    stats=stats,
+                    run_id=run_id,
+                    secrets=self.plan.config.secrets,
+                    node=self.node_id,
+                    # One run at a time across every node, unless overlap = parallel.
+                    exclusive=schedule.overlap != "parallel",
+                    resume=fire.resume,
+                ),
             )
             status = result.status
         except DuplicateFire:
             status = None
             self.metrics.skip(fire.pipeline, "duplicate")
             logger.info("fire {} already ran (another node or delivery): nothing to do", _at(fire))
+        except PipelineBusy as exc:
+            status = None
+            self.metrics.skip(fire.pipeline, "overlap")
+            logger.info("fire {} skipped: {}", _at(fire), exc.message)
         except anyio.get_cancelled_exc_class():
             status = "interrupted"
             raise
@@ -179,6 +196,19 @@ class RunPool:
                     late * 1000,
                 )
 
+    async def _run_when_free(
+        self, schedule: Schedule, start: Callable[[], Awaitable[RunResult]]
+    ) -> RunResult:
+        """Start the run; with ``overlap = "queue"`` and a run of the pipeline going on
+        another node, wait for it (polling its lock) instead of skipping."""
+        while True:
+            try:
+                return await start()
+            except PipelineBusy:
+                if schedule.overlap != "queue":
+                    raise
+            await anyio.sleep(QUEUE_POLL_SECONDS)
+
 
 def _frames(exc: BaseException) -> str:
     """Where a bug was raised: the stack's file/line/source only, never the exception's
@@ -187,4 +217,5 @@ def _frames(exc: BaseException) -> str:
 
 
 def _at(fire: Fire) -> str:
-    return fire.scheduled_for.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    when = fire.scheduled_for or fire.due
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -60,6 +60,13 @@ def _json_sink(stream: TextIO) -> Callable[[Any], None]:
     return sink
 
 
+def remove_logging() -> None:
+    """Remove the handlers ``configure_logging`` added (a host's, and loguru's, stay)."""
+    for handler_id in _HANDLERS:
+        logger.remove(handler_id)
+    _HANDLERS.clear()
+
+
 def _podium_records(record: Any) -> bool:
     name = record["name"] or ""
     return name == "podium" or name.startswith("podium.")

@@ -22,7 +22,11 @@ cross into podium, so callers branch on a class, never on message text.
     ├── StageError             a stage (often a user callable) raised while processing records
     ├── StoreError             the database refused a write or a table definition
     ├── RunNotFound            no run matches the id a user asked for
-    └── DuplicateFire          another run already holds this (pipeline, scheduled_for) key
+    ├── ResumeRefused          an interrupted run cannot be continued (its pipeline changed)
+    └── RunExists              another run already holds a key this run needs
+        ├── DuplicateFire      … this (pipeline, scheduled_for): the fire already ran
+        ├── DuplicateTrigger   … this idempotency key: the trigger already started a run
+        └── PipelineBusy       … the pipeline's overlap lock: a run of it is running
 
 Each class reports ``podium`` as its module, where the public API exports it.
 """
@@ -193,13 +197,59 @@ class RunNotFound(PodiumError):
     __module__ = "podium"
 
 
-class DuplicateFire(PodiumError):
+class ResumeRefused(PodiumError):
+    """An interrupted run cannot be continued: no such run, or its pipeline changed."""
+
+    __module__ = "podium"
+
+
+class RunExists(PodiumError):
+    """Another run already holds a key this run needs; ``run_id`` names it when known."""
+
+    __module__ = "podium"
+
+    def __init__(self, message: str, *, pipeline: str, run_id: str | None = None) -> None:
+        self.pipeline = pipeline
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class DuplicateFire(RunExists):
     """Another run already holds this (pipeline, scheduled_for) key: the fire already ran."""
 
     __module__ = "podium"
 
     def __init__(self, pipeline: str, scheduled_for: datetime | None) -> None:
-        self.pipeline = pipeline
         self.scheduled_for = scheduled_for
         when = scheduled_for.isoformat() if scheduled_for else "?"
-        super().__init__(f"pipeline {pipeline!r} already has a run for the fire at {when}")
+        super().__init__(
+            f"pipeline {pipeline!r} already has a run for the fire at {when}", pipeline=pipeline
+        )
+
+
+class DuplicateTrigger(RunExists):
+    """A trigger with this idempotency key already started a run (``run_id``)."""
+
+    __module__ = "podium"
+
+    def __init__(self, pipeline: str, key: str, run_id: str) -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} already started run {run_id} of pipeline {pipeline!r}",
+            pipeline=pipeline,
+            run_id=run_id,
+        )
+
+
+class PipelineBusy(RunExists):
+    """A run of the pipeline is running, and its overlap policy allows one at a time."""
+
+    __module__ = "podium"
+
+    def __init__(self, pipeline: str, run_id: str) -> None:
+        super().__init__(
+            f"pipeline {pipeline!r} is already running (run {run_id}) and its overlap "
+            "policy allows one run at a time",
+            pipeline=pipeline,
+            run_id=run_id,
+        )

@@ -53,6 +53,9 @@ class Schedule(BaseModel):
     paused: bool = False
     catch_up: Literal["skip", "once"] = "skip"
     overlap: Literal["skip", "queue", "parallel"] = "skip"
+    # An interrupted run of a fire (its node died, or stopped before it finished) is
+    # continued from its checkpoints by a surviving node ("auto"), or left ("never").
+    resume: Literal["auto", "never"] = "auto"
     timeout: Duration | None = None  # the run's time budget; else the pipeline's, else default
 
     @model_validator(mode="after")

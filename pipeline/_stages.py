@@ -66,8 +66,59 @@ class Incremental(BaseModel):
     initial: str | int | float | None = None
 
 
+SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FailurePolicy = Literal["continue", "fail", "compensate"]
+
+
+class Compensate(BaseModel):
+    """The request that undoes a fetch's side effect, rendered per item when the side
+    effect succeeded: templates see the item's fields, ``{params.x}`` and the response
+    (``{response.id}``, the answer's JSON body)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["DELETE", "POST", "PUT", "PATCH"] = "DELETE"
+    path: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+
+    @cached_property
+    def path_template(self) -> Template:
+        return Template(self.path)
+
+    @cached_property
+    def params_template(self) -> TreeTemplate:
+        return TreeTemplate(self.params)
+
+    @cached_property
+    def headers_template(self) -> TreeTemplate:
+        return TreeTemplate(self.headers)
+
+    @cached_property
+    def body_template(self) -> TreeTemplate:
+        return TreeTemplate(self.body)
+
+    def template_fields(self) -> set[str]:
+        return (
+            set(self.path_template.fields)
+            | self.params_template.fields
+            | self.headers_template.fields
+            | self.body_template.fields
+        )
+
+
 class Fetch(Stage):
-    """Requests on a connector: once, once per ``for_each`` item, or once per input record."""
+    """Requests on a connector: once, once per ``for_each`` item, or once per input record.
+
+    A fetch whose method changes something (POST, PUT, PATCH, DELETE) is a side effect:
+    each request carries an ``Idempotency-Key`` derived from the run and the item (the
+    same on every retry and every resume), and ``compensate`` says how to undo it when
+    the run fails. ``on_failure`` decides what a request that fails for good does to the
+    run: ``continue`` (the policy's ratio decides at the end; the default for reads),
+    ``fail`` (stop now), ``compensate`` (stop now and undo what the run did; the default
+    for side effects).
+    """
 
     kind: Literal["fetch"] = "fetch"
     connector: str
@@ -82,6 +133,24 @@ class Fetch(Stage):
     carry: dict[str, str] = Field(default_factory=dict)
     paginate: dict[str, Any] | None = None
     incremental: Incremental | None = None
+    compensate: Compensate | None = None
+    on_failure: FailurePolicy | None = None
+    # Send an Idempotency-Key header; unset: on for side effects, off for reads.
+    idempotency_key: bool | None = None
+
+    @property
+    def side_effect(self) -> bool:
+        return self.method in SIDE_EFFECT_METHODS
+
+    @property
+    def failure_policy(self) -> FailurePolicy:
+        if self.on_failure is not None:
+            return self.on_failure
+        return "compensate" if self.side_effect else "continue"
+
+    @property
+    def sends_idempotency_key(self) -> bool:
+        return self.side_effect if self.idempotency_key is None else self.idempotency_key
 
     @field_validator("carry", mode="before")
     @classmethod
@@ -142,6 +211,13 @@ class Fetch(Stage):
         wanted = {f for f in self.template_fields() if not f.startswith("params.")}
         item_fields.require(wanted, what="a request template", source="the fan-out input")
         item_fields.require(self.carry.values(), what="'carry'", source="the fan-out input")
+        if self.compensate is not None:
+            undo = {
+                f
+                for f in self.compensate.template_fields()
+                if not f.startswith(("params.", "response."))
+            }
+            item_fields.require(undo, what="'compensate'", source="the fan-out input")
         return FieldSet.unknown(self.carry)
 
     def _for_each_fields(self) -> FieldSet:

@@ -75,6 +75,10 @@ _EXPORTS = {
     "StoreError": "podium.pipeline",
     "RunNotFound": "podium.pipeline",
     "DuplicateFire": "podium.pipeline",
+    "DuplicateTrigger": "podium.pipeline",
+    "PipelineBusy": "podium.pipeline",
+    "ResumeRefused": "podium.pipeline",
+    "RunExists": "podium.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -115,11 +119,13 @@ if TYPE_CHECKING:
     from podium.pipeline import CredentialError as CredentialError
     from podium.pipeline import DNSError as DNSError
     from podium.pipeline import DuplicateFire as DuplicateFire
+    from podium.pipeline import DuplicateTrigger as DuplicateTrigger
     from podium.pipeline import Fetch as Fetch
     from podium.pipeline import HTTPStatusError as HTTPStatusError
     from podium.pipeline import Incremental as Incremental
     from podium.pipeline import NodeIdInUse as NodeIdInUse
     from podium.pipeline import Pipeline as Pipeline
+    from podium.pipeline import PipelineBusy as PipelineBusy
     from podium.pipeline import PipelineError as PipelineError
     from podium.pipeline import PluginError as PluginError
     from podium.pipeline import PodiumError as PodiumError
@@ -128,6 +134,8 @@ if TYPE_CHECKING:
     from podium.pipeline import RequestError as RequestError
     from podium.pipeline import RequestTimeout as RequestTimeout
     from podium.pipeline import ResponseError as ResponseError
+    from podium.pipeline import ResumeRefused as ResumeRefused
+    from podium.pipeline import RunExists as RunExists
     from podium.pipeline import RunNotFound as RunNotFound
     from podium.pipeline import RunPolicy as RunPolicy
     from podium.pipeline import StageError as StageError

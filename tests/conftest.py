@@ -41,6 +41,17 @@ async def serve() -> AsyncIterator[Callable[[web.Application], object]]:
         await server.close()
 
 
+@pytest.fixture(autouse=True)
+def _podium_logging_reset() -> Iterator[None]:
+    """A command run in-process (CliRunner) configures podium's log handler onto a
+    stream that is closed when the command returns; no later test may write to it."""
+    yield
+    from podium.orchestrator._logging import remove_logging
+
+    remove_logging()
+    logger.disable("podium")
+
+
 @contextmanager
 def podium_logging() -> Iterator[None]:
     """podium's log records for the duration: a library's are off until a host enables

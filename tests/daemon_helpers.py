@@ -187,6 +187,9 @@ class Run:
     finished_at: datetime | None
     stored: int
     requests: int
+    node: str | None = None
+    attempt: int = 1
+    error: str | None = None
 
     @property
     def lateness(self) -> float:
@@ -194,7 +197,10 @@ class Run:
         return (self.started_at - self.scheduled_for).total_seconds()
 
 
-_COLUMNS = "id, pipeline, trigger, scheduled_for, status, started_at, finished_at, stored, requests"
+_COLUMNS = (
+    "id, pipeline, trigger, scheduled_for, status, started_at, finished_at, stored, requests, "
+    "node, attempt, error"
+)
 
 
 def _aware(value: Any) -> Any:
@@ -210,8 +216,7 @@ def read_runs(url: str, pipeline: str | None = None) -> list[Run]:
     query = f"SELECT {_COLUMNS} FROM podium_runs"
     rows = sql(url, query)
     runs = [
-        Run(r[0], r[1], r[2], _aware(r[3]), r[4], _aware(r[5]), _aware(r[6]), r[7], r[8])
-        for r in rows
+        Run(r[0], r[1], r[2], _aware(r[3]), r[4], _aware(r[5]), _aware(r[6]), *r[7:]) for r in rows
     ]
     runs = [r for r in runs if pipeline is None or r.pipeline == pipeline]
     return sorted(runs, key=lambda r: (r.scheduled_for or r.started_at, r.started_at))

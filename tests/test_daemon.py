@@ -260,7 +260,8 @@ async def test_endpoint_health_status_metrics_while_running(
         )
         assert seen_running[0]["name"] == "slow"
         last = (await status())["pipelines"][0]["last_run"]
-        assert last["status"] in ("ok", "running") and last["trigger"] == "daemon:web"
+        assert last["status"] in ("ok", "running") and last["trigger"] == "schedule"
+        assert last["node"] == "web"
 
         async with http.get(f"{base}/metrics") as response:
             # prometheus_client's own exposition format and content type
@@ -395,7 +396,7 @@ async def test_a_second_daemon_with_the_same_node_id_refuses_to_start(
             await second.aclose()
     runs = read_runs(sqlite_url)
     assert runs and {r.status for r in runs} == {"ok"}, runs
-    assert {r.trigger for r in runs} == {f"daemon:{first.node_id}"}
+    assert {(r.trigger, r.node) for r in runs} == {("schedule", first.node_id)}
 
 
 async def test_two_daemons_on_one_host_default_to_ids_of_their_own(
@@ -419,8 +420,8 @@ async def test_two_daemons_on_one_host_default_to_ids_of_their_own(
         assert first.node_id.endswith(f"-{first.pid}") and second.node_id.endswith(f"-{second.pid}")
         await wait_for(
             lambda: (
-                {r.trigger for r in read_runs(sqlite_url) if r.status == "ok"}
-                >= {f"daemon:{first.node_id}", f"daemon:{second.node_id}"}
+                {r.node for r in read_runs(sqlite_url) if r.status == "ok"}
+                >= {first.node_id, second.node_id}
             ),
             20,
             what="runs by both daemons",

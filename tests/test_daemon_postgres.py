@@ -70,8 +70,8 @@ async def test_two_nodes_run_every_fire_exactly_once(
     assert gaps == {1.0}, gaps  # no fire missed, none doubled
     assert {r.status for r in runs} == {"ok"}
     assert seen.requests == len(runs)  # no duplicate delivery reached the API
-    by_node = {r.trigger for r in runs}
-    assert by_node == {"daemon:node-a", "daemon:node-b"}, by_node  # both nodes did work
+    by_node = {r.node for r in runs}
+    assert by_node == {"node-a", "node-b"}, by_node  # both nodes did work
 
 
 async def test_kill_9_survivor_takes_over_and_restart_cleans_up(
@@ -95,7 +95,7 @@ async def test_kill_9_survivor_takes_over_and_restart_cleans_up(
             return [
                 r
                 for r in read_runs(postgres_url, "work")
-                if r.trigger == "daemon:node-a" and r.status == "running"
+                if r.node == "node-a" and r.status == "running"
             ]
 
         (victim, *_) = await wait_for(running_on_a, 20, what="a run on node-a")
@@ -108,7 +108,7 @@ async def test_kill_9_survivor_takes_over_and_restart_cleans_up(
             return [
                 r
                 for r in read_runs(postgres_url, "work")
-                if r.scheduled_for > killed_at and r.trigger == "daemon:node-b"  # type: ignore[operator]
+                if r.scheduled_for > killed_at and r.node == "node-b"  # type: ignore[operator]
             ]
 
         await wait_for(fired_after_kill, 30, what="node-b to fire after the kill")
@@ -123,17 +123,17 @@ async def test_kill_9_survivor_takes_over_and_restart_cleans_up(
         assert steps and max(steps) <= 1.001, steps  # the survivor fires every schedule
         print(f"takeover: first fire on the survivor {takeover:.2f}s after kill -9")
 
-        still = {r.id: r.status for r in read_runs(postgres_url, "work")}
-        assert still[victim.id] == "running"  # nobody else touched the dead node's run
         a2 = await start_daemon(config, "node-a")
         await a2.wait_ready()
-        runs = {r.id: r for r in read_runs(postgres_url, "work")}
-        assert runs[victim.id].status == "interrupted"
-        assert "node-a" in (
-            await wait_for(
-                lambda: a2.output() if "left running" in a2.output() else "", 5, what="log"
-            )
-        )
+        # Restarted under its id, node-a closes its previous process's run at once (no
+        # waiting for the lease); then one node continues it from its checkpoints.
+        assert "left running" in a2.output()
+
+        def victim_done() -> bool:
+            run = {r.id: r for r in read_runs(postgres_url, "work")}[victim.id]
+            return run.status == "ok" and run.attempt == 2
+
+        await wait_for(victim_done, 30, what="the killed run to be continued and finished")
         await stop_all(a2, b)
     finally:
         await a.aclose()
@@ -143,4 +143,5 @@ async def test_kill_9_survivor_takes_over_and_restart_cleans_up(
     runs_list = read_runs(postgres_url, "work")
     fires = [r.scheduled_for for r in runs_list]
     assert len(set(fires)) == len(fires)  # no fire ran twice
-    assert seen.requests <= 3 * len(runs_list)  # ... and none reached the API twice
+    # ... and only the killed run's in-flight pages may have reached the API twice.
+    assert seen.requests <= 3 * len(runs_list) + 3

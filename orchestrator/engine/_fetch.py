@@ -1,4 +1,4 @@
-"""A fetch stage's task: fan-out workers, pagination chains and their records.
+"""A fetch stage's task: fan-out workers, pagination chains, and their records.
 
 A source fetch fans out over its ``for_each`` items; a fetch with ``from`` fans out over
 the records of its input. Either way a fixed set of workers (the connector's
@@ -7,7 +7,12 @@ item never holds up the others and the gateway's limiters bound what is in fligh
 
 Each item is a chain: the first request, then whatever its paginator asks for next.
 Pages known in advance (a stated total with ``parallel = true``) are sent concurrently.
-A request that fails for good is recorded and counted; it never stops the stage.
+A request that fails for good is recorded, counted and dead-lettered; whether it stops
+the run is the stage's ``on_failure``.
+
+Every batch goes downstream with its *mark* — which item, how many pages, whether the
+chain is done and where it would go on — so a resumed run skips what an earlier attempt
+carried to the run's ends and continues a chain from its last carried page.
 """
 
 from __future__ import annotations
@@ -27,15 +32,20 @@ from podium.pipeline import (
     Record,
     RequestError,
     ResponseError,
+    StageError,
     lookup,
 )
 
+from ..storage import DeadLetterRow, Mark
 from . import _streams
 from ._checks import failure_data, response_data
 from ._context import RunContext
-from ._stage_io import Emit, Inbox, batches
+from ._durability import item_key
+from ._saga import compensation_for
+from ._stage_io import Emit, Inbox, Marks, batches
 
 Page = tuple[Response, list[Record]]
+Item = tuple[str, dict[str, Any]]  # (item key, the values its templates render from)
 
 
 class FetchTask:
@@ -55,20 +65,25 @@ class FetchTask:
         self.workers = max(1, concurrency if planned is None else min(planned, concurrency))
         # Set by the first request whose connector could not obtain its credential.
         self.credential_failure: CredentialError | None = None
+        self.marked = ctx.progress_kept and ctx.durability.checkpointed(stage.name)
+        self.sinks = ctx.durability.sinks.get(stage.name, frozenset())
 
     async def run(self, inbox: Inbox | None) -> None:
-        if self.stage.inputs:
+        if self.ctx.replay is not None:
+            await self._replay(inbox)
+        elif self.stage.inputs:
             await self._fan_out_over(inbox)
         else:
-            await self._fan_out(self.stage.fan_out_items())
+            items = ((item_key(i, v), v) for i, v in enumerate(self.stage.fan_out_items()))
+            await self._fan_out(items)
 
     # -- fan-out ----------------------------------------------------------------------------
-    async def _fan_out(self, items: Iterator[dict[str, Any]]) -> None:
+    async def _fan_out(self, items: Iterator[Item]) -> None:
         """Workers share one iterator: taking the next item costs no scheduling."""
 
         async def work() -> None:
-            for item in items:
-                await self.item(item)
+            for key, values in items:
+                await self.item(key, values)
                 self.stats.done += 1
 
         async with anyio.create_task_group() as tg:
@@ -81,14 +96,14 @@ class FetchTask:
 
         async def feed() -> None:
             async with send:
-                async for _source, batch in batches(self.ctx, self.stage.name, inbox):
+                async for _source, batch, _marks in batches(self.ctx, self.stage.name, inbox):
                     for record in batch:
                         await _streams.send(send, record)
 
-        async def work(items: ObjectReceiveStream[dict[str, Any]]) -> None:
-            async with items:
-                async for item in _streams.drain(items):
-                    await self.item(item)
+        async def work(records: ObjectReceiveStream[dict[str, Any]]) -> None:
+            async with records:
+                async for record in _streams.drain(records):
+                    await self.item(item_key(None, record), record)
                     self.stats.done += 1
 
         async with anyio.create_task_group() as tg:
@@ -97,84 +112,150 @@ class FetchTask:
                 for i in range(self.workers):
                     tg.start_soon(work, receive.clone(), name=f"{self.stage.name}:worker-{i}")
 
+    async def _replay(self, inbox: Inbox | None) -> None:
+        """A replay sends exactly the dead-lettered items of this stage, nothing else."""
+        async for _ in batches(self.ctx, self.stage.name, inbox):
+            pass  # upstream stages replay their own items; what they send is not ours
+        letters = (self.ctx.replay or {}).get(self.stage.name, [])
+        await self._fan_out(iter([(str(d.item), dict(d.binding or {})) for d in letters]))
+
     # -- one item ---------------------------------------------------------------------------
-    async def item(self, item: dict[str, Any]) -> None:
-        """One fan-out item: build its first request, then follow its chain."""
+    async def item(self, key: str, values: dict[str, Any]) -> None:
+        """One fan-out item: skip it when an earlier attempt carried it, else build its
+        first request and follow its chain (from where an earlier attempt stopped)."""
+        progress = self.ctx.progress if self.marked else None
+        if progress is not None and progress.done(self.stage.name, key, self.sinks):
+            return
         stage = self.stage
+        if self.ctx.dry_run and stage.side_effect:
+            # A dry run changes nothing: a POST, PUT, PATCH or DELETE is not sent.
+            self.stats.not_sent += 1
+            if self.stats.not_sent == 1:
+                self.ctx.event(
+                    "dry_run_skipped",
+                    f"{stage.method} requests of stage {stage.name!r} are not sent in a dry run",
+                    stage=stage.name,
+                )
+            return
         params = self.ctx.params
-        values = {**item, "params": params} if params else item
+        bound = {**values, "params": params} if params else values
         try:
-            request = self.connector.build_request(stage, values)
+            request = self.connector.build_request(stage, bound)
         except PipelineError as exc:
             self.stats.not_sent += 1
             self.ctx.event("request_not_built", exc.message, stage=stage.name)
             return
         if self.since:
             request = request.with_params(**self.since)
-        carried = (
-            {out: lookup(item, src) for out, src in stage.carry.items()} if stage.carry else None
-        )
+        if stage.sends_idempotency_key:
+            request = request.with_headers(**{"Idempotency-Key": self._idempotency(key)})
+        carried = None
+        if stage.carry:
+            carried = {out: lookup(values, src) for out, src in stage.carry.items()}
         paginator = self.connector.paginator(stage)
         if paginator is None:
-            await self.page(request, carried)
+            page = await self._send(request, key, values, 1)
+            if page is not None:
+                await self._emit(page, carried, self._marks(key, 1, done=True))
+            return
+        resume = progress.resume_point(stage.name, key, self.sinks) if progress else None
+        if resume is not None:
+            paginator.restore(resume["paginator"])
+            await self._chain(paginator, Request.from_json(resume["request"]), key, values,
+                              carried, pages=int(resume["page"]))  # fmt: skip
         else:
-            await self._chain(paginator, paginator.first(request), carried)
+            await self._chain(paginator, paginator.first(request), key, values, carried)
 
     async def _chain(
-        self, paginator: Paginator, request: Request, carried: dict[str, Any] | None
+        self,
+        paginator: Paginator,
+        request: Request,
+        key: str,
+        values: dict[str, Any],
+        carried: dict[str, Any] | None,
+        *,
+        pages: int = 0,
     ) -> None:
         pending: Request | None = request
-        last_url = request.url
         while pending is not None:
-            page = await self.page(pending, carried)
+            page = await self._send(pending, key, values, pages + 1)
             if page is None:
-                return  # the failure is recorded; a shortfall would only repeat it
+                return  # the failure is recorded; the item stays to be done
+            pages += 1
             response, records = page
-            last_url = response.url
             try:
-                pending = paginator.next(pending, response, records)
+                following = paginator.next(pending, response, records)
             except ResponseError as exc:  # the page's body cannot say what comes next
-                self._bad_response(exc, response.url)
+                await self._emit(page, carried, ())
+                self._bad_response(exc, response.url, key, values, pages)
                 return
-            if pending is not None:
-                rest = paginator.rest(pending)
-                if rest is not None:
-                    if not await self._pages(paginator, [pending, *rest], carried):
-                        return
-                    break
-        problem = paginator.shortfall()
-        if problem is not None:
-            # Fewer records than the API said it has: never a silent ok.
-            self.stats.failed += 1
-            url = self.ctx.gateway.redact(last_url)
-            self.ctx.event(
-                "incomplete_pagination", f"{url}: {problem}", stage=self.stage.name, url=url
-            )
+            rest = paginator.rest(following) if following is not None else None
+            if rest is not None:
+                await self._emit(page, carried, ())
+                if await self._pages(paginator, [following, *rest], key, values, carried):  # type: ignore[list-item]
+                    complete = self._complete(paginator, response.url, key, values, pages)
+                    await self.emit([], self._marks(key, pages + 1 + len(rest), done=complete))
+                return
+            if following is None:
+                complete = self._complete(paginator, response.url, key, values, pages)
+                await self._emit(page, carried, self._marks(key, pages, done=complete))
+                return
+            state = {
+                "request": following.to_json(),
+                "paginator": paginator.checkpoint(),
+                "page": pages,
+            }
+            await self._emit(page, carried, self._marks(key, pages, done=False, resume=state))
+            pending = following
 
     async def _pages(
-        self, paginator: Paginator, requests: list[Request], carried: dict[str, Any] | None
+        self,
+        paginator: Paginator,
+        requests: list[Request],
+        key: str,
+        values: dict[str, Any],
+        carried: dict[str, Any] | None,
     ) -> bool:
         """Pages known in advance, sent concurrently (the gateway's limiters bound them);
-        False when any of them failed."""
-        pages = iter(requests)
+        False when any of them failed. They carry no marks of their own: the chain is
+        marked done once all of them are through (a resume sends them all again)."""
+        pages = iter(enumerate(requests, start=2))
         failed = False
 
         async def work() -> None:
             nonlocal failed
-            for request in pages:
-                page = await self.page(request, carried)
+            for number, request in pages:
+                page = await self._send(request, key, values, number)
                 if page is None:
                     failed = True
                 else:
                     paginator.count(len(page[1]))
+                    await self._emit(page, carried, ())
 
         async with anyio.create_task_group() as tg:
             for i in range(min(len(requests), self.connector.config.concurrency)):
                 tg.start_soon(work, name=f"{self.stage.name}:pages-{i}")
         return not failed
 
-    async def page(self, request: Request, carried: dict[str, Any] | None) -> Page | None:
-        """One logical request's records, emitted; None when it failed (recorded).
+    def _complete(
+        self, paginator: Paginator, url: str, key: str, values: dict[str, Any], pages: int
+    ) -> bool:
+        """True when the chain holds what the API said it has; else a recorded failure
+        (never a silent ok), and the item is not done: a resume fetches it again."""
+        problem = paginator.shortfall()
+        if problem is None:
+            return True
+        self.stats.failed += 1
+        url = self.ctx.gateway.redact(url)
+        self.ctx.event("incomplete_pagination", f"{url}: {problem}", stage=self.stage.name, url=url)
+        self._letter(key, values, pages, problem, None, None)
+        return False
+
+    # -- one request ------------------------------------------------------------------------
+    async def _send(
+        self, request: Request, key: str, values: dict[str, Any], page: int
+    ) -> Page | None:
+        """One logical request and its records; None when it failed (recorded).
 
         Its outcome — an answer of any status, or the failure that prevented one — goes to
         the fetch's response checks first.
@@ -182,6 +263,7 @@ class FetchTask:
         stats = self.stats
         if self.credential_failure is not None:
             stats.not_sent += 1  # the connector cannot authenticate: nothing goes out
+            self._letter(key, values, page, self.credential_failure.reason, None, request)
             return None
         stats.requests += 1
         started = time.perf_counter()
@@ -191,7 +273,7 @@ class FetchTask:
         except RequestError as exc:
             if checks:
                 self._observe(failure_data(exc, request, time.perf_counter() - started))
-            self._failed(exc)
+            self._failed(exc, key, values, page, request)
             return None
         if checks:  # building what a check reads costs a headers copy: only when read
             self._observe(response_data(response))
@@ -200,21 +282,38 @@ class FetchTask:
             if self.cursor is not None:
                 self.cursor.observe(records)
         except ResponseError as exc:
-            self._bad_response(exc, response.url)
+            self._bad_response(exc, response.url, key, values, page)
             return None
+        if self.stage.side_effect and self.stage.compensate is not None:
+            compensation = compensation_for(self.stage, self.ctx.params, values, response)
+            await self.ctx.record_step(self.stage.name, f"{key}/{page}", compensation)
+        return response, records
+
+    async def _emit(self, page: Page, carried: dict[str, Any] | None, marks: Marks) -> None:
+        records = page[1]
         if carried:
             for record in records:
                 record.update(carried)
-        stats.records_out += len(records)
-        if records:
-            await self.emit(records)
-        return response, records
+        self.stats.records_out += len(records)
+        await self.emit(records, marks)
+
+    def _marks(
+        self, key: str, pages: int, *, done: bool, resume: dict[str, Any] | None = None
+    ) -> Marks:
+        return (Mark(self.stage.name, key, pages, done, resume),) if self.marked else ()
+
+    def _idempotency(self, key: str) -> str:
+        """The same for every retry and every resume of this run's item, and only for it."""
+        return f"podium-{self.ctx.run.id}-{self.stage.name}-{key}"
 
     def _observe(self, data: dict[str, Any]) -> None:
         for tally in self.response_checks:
             tally.observe(data)
 
-    def _failed(self, exc: RequestError) -> None:
+    # -- failures ---------------------------------------------------------------------------
+    def _failed(
+        self, exc: RequestError, key: str, values: dict[str, Any], page: int, request: Request
+    ) -> None:
         stage, stats = self.stage, self.stats
         if isinstance(exc, CredentialError):
             # Reported once, with its cause; every request it stops is counted as not sent.
@@ -223,17 +322,57 @@ class FetchTask:
             if self.credential_failure is None:
                 self.credential_failure = exc
                 self.ctx.event("credential_failed", exc.message, stage=stage.name, **_detail(exc))
+            self._letter(key, values, page, exc.reason, exc, request)
             return
         stats.failed += 1
         self.ctx.event("request_failed", exc.message, stage=stage.name, **_detail(exc))
+        self._letter(key, values, page, exc.reason, exc, request)
+        self._stop_if_asked(exc.message)
 
-    def _bad_response(self, exc: ResponseError, url: str) -> None:
+    def _bad_response(
+        self, exc: ResponseError, url: str, key: str, values: dict[str, Any], page: int
+    ) -> None:
         self.stats.failed += 1
         self.ctx.stats.connectors[self.stage.connector].failed += 1
         url = exc.url or self.ctx.gateway.redact(url)
         # The gateway's errors name the request already; a connector's name nothing.
         message = exc.message if exc.url else f"{url}: {exc.message}"
         self.ctx.event("bad_response", message, stage=self.stage.name, url=url, cause=exc.reason)
+        self._letter(key, values, page, exc.reason, exc, exc.request)
+        self._stop_if_asked(message)
+
+    def _letter(
+        self,
+        key: str,
+        values: dict[str, Any],
+        page: int,
+        cause: str,
+        exc: RequestError | None,
+        request: Request | None,
+    ) -> None:
+        self.ctx.dead_letter(
+            DeadLetterRow(
+                run_id=self.ctx.run.id,
+                pipeline=self.ctx.pipeline.name,
+                stage=self.stage.name,
+                kind="request",
+                item=key,
+                page=page,
+                binding=_jsonable(values),
+                request=request.to_json() if request is not None else None,
+                cause=cause,
+                status=exc.status if exc is not None else None,
+                attempts=exc.attempts if exc is not None else 0,
+            )
+        )
+
+    def _stop_if_asked(self, message: str) -> None:
+        """``on_failure = fail | compensate``: the first final failure ends the run."""
+        policy = self.stage.failure_policy
+        if policy == "continue":
+            return
+        self.ctx.failure_policy = policy
+        raise StageError(f"stage {self.stage.name!r} failed (on_failure = {policy}): {message}")
 
 
 def _detail(exc: RequestError) -> dict[str, Any]:
@@ -245,3 +384,10 @@ def _detail(exc: RequestError) -> dict[str, Any]:
     if exc.response is not None and exc.response.body:
         detail["excerpt"] = exc.response.excerpt()
     return detail
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    import orjson
+
+    out: dict[str, Any] = orjson.loads(orjson.dumps(values, default=str))
+    return out

@@ -1,12 +1,17 @@
-"""Running one pipeline: open its sessions, wire its stages, record the run.
+"""Running one pipeline: its row, its stages, its heartbeat, its end.
 
-The run's row is written first (status ``running``) and completed last, inside a shield,
-so a run that fails, times out or is cancelled still leaves an accurate record — and
-every batch stored before the end stays stored.
+The run's row is written first (status ``running``, with a lease) and completed last,
+inside a shield, so a run that fails, times out or is cancelled still leaves an
+accurate record — and every batch stored before the end stays stored. While it runs, a
+heartbeat renews the lease and writes the counters: a run whose process dies is found
+(its lease expires) and shows what it had done. A resumed run continues the same row:
+one more attempt, counted on top of what the earlier ones did.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,29 +19,43 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from loguru import logger
 
 from podium.connectors import Connector
-from podium.pipeline import Check, Pipeline, PodiumError, Transform
+from podium.pipeline import Check, Pipeline, PodiumError, ResumeRefused
 
 from .._redact import Redactor
 from ..http import Gateway, Transports
-from ..storage import CheckResultRow, Database, Journal, RunEventRow, RunRow, utcnow
+from ..storage import (
+    COUNTS,
+    CheckResultRow,
+    Database,
+    DeadLetterRow,
+    Journal,
+    RunEventRow,
+    RunRow,
+    utcnow,
+)
 from ._checks import CheckTally
 from ._context import LOGGED_PER_KIND, RunContext
+from ._durability import DurabilityPlan, pipeline_hash
 from ._incremental import advanced_marks, load_cursors
-from ._stage_io import Item, Outbox
-from ._stage_tasks import fusible, run_stage
+from ._saga import compensate, has_compensations
 from ._stats import RunStats, StageStats
+from ._verdict import failure_reason, status_of
+from ._wiring import run_stages
 
-# Batches buffered between two stages; with fetch batches of ~20-100 records this bounds
-# what waits in memory at a few thousand records per edge.
-EDGE_BUFFER = 32
 # Seconds the final journal write may take, even during cancellation.
 JOURNAL_DEADLINE = 15.0
-# How often a running run writes its counters to its row.
+# How often a running run renews its lease and writes its counters to its row.
 HEARTBEAT_SECONDS = 3.0
+# Seconds compensations may take once a run has failed.
+COMPENSATION_DEADLINE = 120.0
+
+
+class LeaseLost(PodiumError):
+    """The run's row is no longer this process's: its lease expired (the process stalled
+    or lost the database) and another process marked it or took it over."""
 
 
 @dataclass
@@ -48,6 +67,7 @@ class RunResult:
     # Why the run's final record could not be written (None: it was): the run's rows are
     # stored, but the journal does not know how the run ended.
     record_error: str | None = None
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -61,6 +81,11 @@ class RunResult:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+def this_process() -> str:
+    """How a run outside a daemon names its owner: ``<host>-<pid>``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 async def run_pipeline(
@@ -77,14 +102,26 @@ async def run_pipeline(
     run_id: str | None = None,
     secrets: Iterable[str] = (),
     transport: Transports | None = None,
+    node: str | None = None,
+    exclusive: bool = False,
+    idempotency_key: str | None = None,
+    resume: RunRow | None = None,
+    replay: dict[str, list[DeadLetterRow]] | None = None,
+    replay_of: str | None = None,
 ) -> RunResult:
     """Run ``pipeline`` once and record it; raises only for errors before the run starts.
 
-    Raises ``DuplicateFire`` when ``scheduled_for`` is set and that fire already ran.
     ``secrets`` are values masked wherever the run logs or records text (the config's
     environment-provided values); connectors' own credentials are added to them.
     ``transport`` replaces the HTTP transport, for every connector or by connector name
     (``podium.testing.MockTransport`` runs a pipeline with no socket).
+
+    Before it starts, a run can be refused: ``DuplicateFire`` when ``scheduled_for`` is
+    set and that fire already ran; ``PipelineBusy`` when ``exclusive`` and another run of
+    the pipeline is running, on any node; ``DuplicateTrigger`` when ``idempotency_key``
+    already started a run. ``resume`` continues a claimed interrupted run (see
+    ``Journal.claim``) from its checkpoints; ``replay`` sends only the given dead-lettered
+    items of each fetch stage.
     """
     missing = sorted(pipeline.connectors() - connectors.keys())
     if missing:
@@ -99,16 +136,32 @@ async def run_pipeline(
     redactor = Redactor(secrets)
     for connector in connectors.values():
         redactor.add(connector.secrets())
-    run = RunRow(
-        id=run_id or new_run_id(),
-        pipeline=pipeline.name,
-        trigger=trigger,
-        scheduled_for=scheduled_for,
-        params=redactor.tree(merged_params),
-        dry_run=dry_run,
-    )
+    digest = pipeline_hash(pipeline, merged_params)
+    if resume is None:
+        run = RunRow(
+            id=run_id or new_run_id(),
+            pipeline=pipeline.name,
+            trigger=trigger,
+            node=node or this_process(),
+            pid=os.getpid(),
+            scheduled_for=scheduled_for,
+            params=redactor.tree(merged_params),
+            dry_run=dry_run,
+            pipeline_hash=digest,
+            lock_key=pipeline.name if exclusive else None,
+            idempotency_key=idempotency_key,
+            replay_of=replay_of,
+        )
+    else:
+        run = resume
+        if run.pipeline_hash != digest:
+            raise ResumeRefused(
+                f"run {run.id} of {pipeline.name!r} was started with another definition of "
+                "the pipeline (its stages or parameters changed since): start a new run"
+            )
     cursors = await load_cursors(journal, pipeline)
-    await journal.start(run)
+    if resume is None:
+        await journal.start(run)
     gateway = Gateway(
         {name: connectors[name] for name in sorted(pipeline.connectors())},
         concurrency=concurrency,
@@ -118,113 +171,69 @@ async def run_pipeline(
     )
     ctx = RunContext(run, pipeline, stats, gateway, database, merged_params, dry_run)
     ctx.cursors = cursors
+    ctx.journal = journal
+    ctx.durability = DurabilityPlan.of(pipeline)
+    ctx.progress_kept = not dry_run
+    ctx.replay = replay
+    if resume is not None:
+        ctx.base = {name: getattr(run, name) for name in COUNTS} | {"stages": run.stages}
+        ctx.progress = await journal.progress(run.id)
     for stage in pipeline.stages:
         if isinstance(stage, Check):
             ctx.checks[stage.name] = CheckTally(stage, redactor.tree)
     with logger.contextualize(run_id=run.id, pipeline=pipeline.name):
-        logger.info("run started ({})", trigger)
-        unexpected: BaseException | None = None
+        how = f"attempt {run.attempt}, resumed" if resume is not None else trigger
+        logger.info("run started ({})", how)
+        return await _execute(ctx, journal)
+
+
+async def _execute(ctx: RunContext, journal: Journal) -> RunResult:
+    run, pipeline = ctx.run, ctx.pipeline
+    unexpected: BaseException | None = None
+    async with ctx.gateway:
         try:
             with anyio.fail_after(pipeline.timeout):
-                async with gateway, anyio.create_task_group() as tg:
+                async with anyio.create_task_group() as tg:
                     tg.start_soon(_heartbeat, ctx, journal, name=f"run:{run.id[:8]}:heartbeat")
-                    await _run_stages(ctx)
+                    await run_stages(ctx)
                     tg.cancel_scope.cancel()
         except TimeoutError:
             run.status, run.error = "timed_out", f"run exceeded its timeout of {pipeline.timeout}s"
         except anyio.get_cancelled_exc_class():
             run.status, run.error = "interrupted", "run was cancelled"
-            await _finish(ctx, journal)
+            with anyio.CancelScope(shield=True):
+                await _finish(ctx, journal)
             raise
         except Exception as exc:
             podium_error = _first_podium_error(exc)
             if podium_error is None:
                 # A bug, not a user mistake: record it, then let the traceback through.
                 unexpected = exc
-                run.status, run.error = "failed", redactor(f"internal error: {exc!r}")
+                run.status, run.error = "failed", ctx.gateway.redact(f"internal error: {exc!r}")
             else:
-                run.status, run.error = "failed", redactor(str(podium_error))
+                run.status, run.error = "failed", ctx.gateway.redact(str(podium_error))
         result = await _finish(ctx, journal)
-        if run.status == "failed":
-            logger.error("run failed: {}", run.error)
-        if unexpected is not None:
-            raise unexpected
+    if run.status == "failed":
+        logger.error("run failed: {}", run.error)
+    if unexpected is not None:
+        raise unexpected
     return result
 
 
-def _fusion(pipeline: Pipeline) -> dict[str, tuple[str, ...]]:
-    """Chains of per-batch stages that run inside the task of the stage before them.
-
-    A transform or check whose only input has no other consumer gets its batches straight
-    from that producer's emit call: no stream, no task switch, the same results.
-    """
-    chains: dict[str, tuple[str, ...]] = {}
-    absorbed: set[str] = set()
-    for name in pipeline.order:
-        if name in absorbed:
-            continue
-        chain: list[str] = []
-        current = name
-        while True:
-            consumers = pipeline.consumers_of(current)
-            if len(consumers) != 1:
-                break
-            nxt = consumers[0]
-            if not fusible(pipeline.stage(nxt)) or len(pipeline.inputs_of(nxt)) != 1:
-                break
-            chain.append(nxt)
-            current = nxt
-        chains[name] = tuple(chain)
-        absorbed.update(chain)
-    return chains
-
-
-async def _run_stages(ctx: RunContext) -> None:
-    pipeline = ctx.pipeline
-    chains = _fusion(pipeline)
-    inboxes: dict[str, MemoryObjectReceiveStream[Item]] = {}
-    senders: dict[str, MemoryObjectSendStream[Item]] = {}
-    for name in chains:
-        if pipeline.inputs_of(name):
-            send, receive = anyio.create_memory_object_stream[Item](EDGE_BUFFER)
-            senders[name], inboxes[name] = send, receive
-    outboxes: dict[str, list[Outbox]] = {}
-    for name, chain in chains.items():
-        tail = chain[-1] if chain else name
-        outboxes[name] = [senders[c].clone() for c in pipeline.consumers_of(tail)]
-    # The originals were only templates for the clones: close them so that each inbox ends
-    # exactly when its producers do.
-    for template in senders.values():
-        template.close()
-    async with anyio.create_task_group() as tg:
-        for name, chain in chains.items():
-            tg.start_soon(
-                run_stage,
-                ctx,
-                pipeline.stage(name),
-                inboxes.get(name),
-                outboxes[name],
-                _fused_stages(pipeline, chain),
-                name=f"stage:{name}",
-            )
-
-
-def _fused_stages(pipeline: Pipeline, chain: tuple[str, ...]) -> tuple[Transform | Check, ...]:
-    stages = tuple(pipeline.stage(n) for n in chain)
-    fused = tuple(s for s in stages if isinstance(s, Transform | Check))
-    assert len(fused) == len(stages), "only transforms and checks are fused"
-    return fused
-
-
 async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
-    """Count, conclude and record the run; the record is written even while cancelled."""
+    """Count, conclude, undo if it failed, record; the record is written even while the
+    run is being cancelled."""
     checks = list(ctx.checks.values())
     _tally(ctx, checks)
     run = ctx.run
     if run.status == "running":
-        run.status = _status(ctx, checks)
+        run.status = status_of(ctx, checks)
         if run.status == "failed" and run.error is None:
-            run.error = _failure_reason(ctx, checks)
+            run.error = failure_reason(ctx, checks)
+    if run.status in ("failed", "timed_out") and ctx.failure_policy != "fail":
+        await _compensate(ctx)
+    if run.status == "interrupted":
+        await _keep_progress(ctx)
     run.finished_at = utcnow()
     if ctx.dropped_events:
         ctx.events.append(
@@ -245,7 +254,7 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
     logger.info(
         "run {} in {:.2f}s: {} requests, {} stored", run.status, duration, run.requests, run.stored
     )
-    return RunResult(run, ctx.stats, rows, ctx.events, record_error)
+    return RunResult(run, ctx.stats, rows, ctx.events, record_error, ctx.dead_letters)
 
 
 def _tally(ctx: RunContext, checks: list[CheckTally]) -> None:
@@ -263,16 +272,50 @@ def _tally(ctx: RunContext, checks: list[CheckTally]) -> None:
                            kind.replace("_", " "), run.id[:8])  # fmt: skip
 
 
+async def _compensate(ctx: RunContext) -> None:
+    """A failed run undoes the side effects it recorded, most recent first."""
+    if ctx.dry_run or not has_compensations(ctx):
+        return
+    with anyio.move_on_after(COMPENSATION_DEADLINE, shield=True):
+        try:
+            undone, failed = await compensate(ctx)
+        except PodiumError as exc:
+            undone, failed = 0, -1
+            logger.error("compensating the run's side effects failed: {}", exc)
+    if undone or failed:
+        what = f"{undone} side effect(s) undone"
+        if failed:
+            what += f", {failed if failed > 0 else 'some'} could not be (see: podium dead-letters)"
+        ctx.run.error = f"{ctx.run.error}; {what}" if ctx.run.error else what
+
+
+async def _keep_progress(ctx: RunContext) -> None:
+    """An interrupted run may be resumed: what its run ends carried is committed now."""
+    with anyio.move_on_after(JOURNAL_DEADLINE, shield=True):
+        try:
+            await ctx.flush_marks()
+        except PodiumError as exc:
+            logger.warning("could not record the run's progress: {}", exc)
+
+
 async def _heartbeat(ctx: RunContext, journal: Journal) -> None:
-    """Write the run's counters to its row every few seconds, until cancelled: a run that
-    is killed shows what it had done, and a reader sees progress while it runs."""
+    """Every few seconds until cancelled: renew the lease, write the counters, commit the
+    marks of run ends that store nothing. A run that is killed shows what it had done; a
+    run whose row was taken from it (it stalled past its lease) stops."""
     while True:
         await anyio.sleep(HEARTBEAT_SECONDS)
         ctx.copy_counts()
         try:
-            await journal.heartbeat(ctx.run)
+            mine = await journal.heartbeat(ctx.run)
+            await ctx.flush_marks()
         except PodiumError as exc:  # the store would meet the same trouble: say it, go on
             logger.warning("could not record the run's progress: {}", exc)
+            continue
+        if not mine:
+            raise LeaseLost(
+                f"run {ctx.run.id} lost its lease: it stalled for longer than "
+                f"{journal.lease.total_seconds():g}s and another process marked it interrupted"
+            )
 
 
 async def _record(
@@ -284,7 +327,8 @@ async def _record(
     problem: str | None = None
     with anyio.move_on_after(JOURNAL_DEADLINE, shield=True) as scope:
         try:
-            await journal.finish(run, ctx.events, rows, marks)
+            if not await journal.finish(run, ctx.events, rows, marks, ctx.dead_letters):
+                problem = "another process had taken the run over (its lease had expired)"
         except PodiumError as exc:
             problem = str(exc)
     if scope.cancelled_caught:
@@ -293,43 +337,6 @@ async def _record(
         problem = f"run {run.id} ended {run.status}, but its record was not written: {problem}"
         logger.error("{}", problem)
     return problem
-
-
-def _status(ctx: RunContext, checks: list[CheckTally]) -> str:
-    """ok, partial or failed. Work that was planned and not done — requests that failed,
-    that were never sent, page chains short of their total — is lost work: beyond the
-    policy's ratio the run failed, below it the run is partial, never ok."""
-    stats = ctx.stats
-    planned = stats.logical_requests()
-    lost = stats.failed_requests + stats.skipped_requests
-    if planned and lost / planned > ctx.pipeline.policy.max_failed_ratio:
-        return "failed"
-    if any(t.failed and t.check.severity == "error" for t in checks):
-        return "failed"
-    if lost or stats.rejected or any(t.failed for t in checks):
-        return "partial"
-    return "ok"
-
-
-def _failure_reason(ctx: RunContext, checks: list[CheckTally]) -> str:
-    """Why the run failed: what was lost, and its first causes."""
-    failed_checks = [t for t in checks if t.failed and t.check.severity == "error"]
-    stats = ctx.stats
-    if failed_checks:
-        reason = "checks failed: " + ", ".join(
-            f"{t.check.name} ({t.failed} of {t.passed + t.failed})" for t in failed_checks
-        )
-    else:
-        planned = max(1, stats.logical_requests())
-        lost = [f"{stats.failed_requests} of {planned} requests failed"]
-        if stats.skipped_requests:
-            lost.append(f"{stats.skipped_requests} were not sent")
-        reason = (
-            f"{', '.join(lost)}: more than the policy's max_failed_ratio of "
-            f"{ctx.pipeline.policy.max_failed_ratio:g}"
-        )
-    causes = ctx.causes.describe()
-    return f"{reason} — {causes}" if causes else reason
 
 
 def _first_podium_error(exc: BaseException) -> PodiumError | None:

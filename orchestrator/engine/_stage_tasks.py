@@ -24,9 +24,10 @@ from podium.pipeline import (
     Transform,
 )
 
+from ..storage import DeadLetterRow, Mark
 from ._context import RunContext
 from ._fetch import FetchTask
-from ._stage_io import Emit, Inbox, Outbox, batches, make_emit
+from ._stage_io import Emit, Inbox, Marks, Outbox, batches, make_emit
 from ._store import StoreTask
 
 AGGREGATE_CHUNK = 1000
@@ -46,17 +47,15 @@ async def run_stage(
         async with AsyncExitStack() as stack:
             for outbox in outboxes:
                 await stack.enter_async_context(outbox)
-            emit = make_emit(fused[-1].name if fused else stage.name, outboxes)
+            emit = make_emit(ctx, fused[-1].name if fused else stage.name, outboxes)
             for step_stage in reversed(fused):
                 emit = _emit_through(ctx, step_stage, emit)
             if isinstance(stage, Fetch):
                 await FetchTask(ctx, stage, emit).run(inbox)
             elif isinstance(stage, Transform | Check):
                 step = batch_step(ctx, stage)
-                async for _source, batch in batches(ctx, stage.name, inbox):
-                    out = await step(batch)
-                    if out:
-                        await emit(out)
+                async for _source, batch, marks in batches(ctx, stage.name, inbox):
+                    await emit(await step(batch), marks)
             elif isinstance(stage, Aggregate):
                 await _aggregate(ctx, stage, inbox, emit)
             elif isinstance(stage, Store):
@@ -75,11 +74,9 @@ def _emit_through(ctx: RunContext, stage: Transform | Check, emit: Emit) -> Emit
     stats = ctx.stats.stages[stage.name]
     step = batch_step(ctx, stage)
 
-    async def emit_through(batch: list[Record]) -> None:
+    async def emit_through(batch: list[Record], marks: Marks) -> None:
         stats.records_in += len(batch)
-        out = await step(batch)
-        if out:
-            await emit(out)
+        await emit(await step(batch) if batch else batch, marks)
 
     return emit_through
 
@@ -99,7 +96,10 @@ def _check_step(ctx: RunContext, stage: Check) -> BatchStep:
     async def check(batch: list[Record]) -> list[Record]:
         if on_records:
             if drop:
-                batch = [r for r in batch if observe(r)]
+                kept = [r for r in batch if observe(r)]
+                if len(kept) != len(batch):
+                    _dead_letter_dropped(ctx, stage, batch, kept)
+                batch = kept
             else:
                 for record in batch:
                     observe(record)
@@ -127,6 +127,8 @@ def _transform_step(ctx: RunContext, stage: Transform) -> BatchStep:
             stats.rejected += len(rejected)
             for record, reason in rejected[: max(0, REJECT_SAMPLES - before)]:
                 ctx.event("record_rejected", reason, stage=stage.name, record=_jsonable(record))
+            for record, reason in rejected:
+                ctx.dead_letter(_record_letter(ctx, stage.name, record, reason))
         stats.records_out += len(out)
         return out
 
@@ -134,14 +136,41 @@ def _transform_step(ctx: RunContext, stage: Transform) -> BatchStep:
 
 
 async def _aggregate(ctx: RunContext, stage: Aggregate, inbox: Inbox | None, emit: Emit) -> None:
+    """Accumulate every input, then emit the results; the inputs' marks go with the last
+    chunk, since no item is carried before the aggregate has emitted what it made of it."""
     stats = ctx.stats.stages[stage.name]
     accumulator = stage.accumulator(ctx.pipeline.inputs_of(stage.name))
-    async for source, batch in batches(ctx, stage.name, inbox):
+    held: list[Mark] = []
+    async for source, batch, marks in batches(ctx, stage.name, inbox):
         accumulator.add(source, batch)
+        held.extend(marks)
     results = accumulator.results()
     stats.records_out += len(results)
-    for i in range(0, len(results), AGGREGATE_CHUNK):
-        await emit(results[i : i + AGGREGATE_CHUNK])
+    chunks = [results[i : i + AGGREGATE_CHUNK] for i in range(0, len(results), AGGREGATE_CHUNK)]
+    for chunk in chunks[:-1]:
+        await emit(chunk, ())
+    await emit(chunks[-1] if chunks else [], tuple(held))
+
+
+def _record_letter(ctx: RunContext, stage: str, record: Record, reason: str) -> DeadLetterRow:
+    return DeadLetterRow(
+        run_id=ctx.run.id,
+        pipeline=ctx.pipeline.name,
+        stage=stage,
+        kind="record",
+        record=_jsonable(record),
+        cause=reason,
+    )
+
+
+def _dead_letter_dropped(
+    ctx: RunContext, stage: Check, batch: list[Record], kept: list[Record]
+) -> None:
+    kept_ids = {id(r) for r in kept}
+    cause = f"failed check {stage.name!r}: {stage.expect}"
+    for record in batch:
+        if id(record) not in kept_ids:
+            ctx.dead_letter(_record_letter(ctx, stage.name, record, cause))
 
 
 def _jsonable(record: Record) -> dict[str, Any]:

@@ -1,14 +1,22 @@
-"""A store stage's task: buffer records and upsert them in batches, one transaction each."""
+"""A store stage's task: buffer records and upsert them in batches, one transaction each.
+
+Each transaction also commits the checkpoint marks of the batches whose rows it holds in
+full, and adds its rows to the run's ``stored`` count: a crash can never leave progress
+recorded without its rows, rows without their progress, or a count that disagrees.
+"""
 
 from __future__ import annotations
 
 import time
+from functools import partial
+
+from sqlalchemy import Connection
 
 from podium.pipeline import Record, Store
 
-from ..storage import TableWriter
+from ..storage import Mark, TableWriter, add_stored, commit_marks
 from ._context import RunContext
-from ._stage_io import Inbox, batches
+from ._stage_io import Inbox, Marks, batches
 
 
 class StoreTask:
@@ -20,12 +28,16 @@ class StoreTask:
         self.stats = ctx.stats.stages[stage.name]
         self.writer = TableWriter(ctx.database, stage)
         self.buffer: list[Record] = []
+        # Marks waiting for their batch's rows: (buffer position after the batch, marks).
+        self.marks: list[tuple[int, Marks]] = []
         self.last_flush = time.monotonic()
 
     async def run(self, inbox: Inbox | None) -> None:
         size = self.stage.batch_size
-        async for _source, batch in batches(self.ctx, self.stage.name, inbox):
+        async for _source, batch, marks in batches(self.ctx, self.stage.name, inbox):
             self.buffer.extend(self._keyed(batch))
+            if marks and self.ctx.progress_kept:
+                self.marks.append((len(self.buffer), marks))
             if (
                 len(self.buffer) < size
                 and time.monotonic() - self.last_flush < self.stage.flush_seconds
@@ -54,12 +66,36 @@ class StoreTask:
             )
         return good
 
+    def _due_marks(self, written: int) -> list[Mark]:
+        """The marks of every batch whose last row is among the first ``written``."""
+        due = [mark for end, marks in self.marks if end <= written for mark in marks]
+        self.marks = [(end - written, marks) for end, marks in self.marks if end > written]
+        return due
+
     async def _flush(self, size: int) -> None:
         rows, self.buffer = self.buffer[:size], self.buffer[size:]
         self.last_flush = time.monotonic()
-        if not rows:
+        marks = self._due_marks(len(rows))
+        if not rows and not marks:
             return
-        written = 0 if self.ctx.dry_run else await self.writer.write(rows)
-        self.ctx.stats.stored += written
+        ctx = self.ctx
+        if ctx.dry_run:
+            written = 0
+        elif not rows:
+            await ctx.database.run(
+                "recording the run's progress", commit_marks, ctx.run.id, self.stage.name, marks
+            )
+            return
+        else:
+            also = partial(self._progress, marks=marks, rows=len(rows))
+            written = await self.writer.write(rows, also=also)
+        ctx.stats.stored += written
         self.stats.records_out += written
         self.stats.done += 1
+
+    def _progress(self, conn: Connection, *, marks: list[Mark], rows: int) -> None:
+        """In the rows' own transaction: their marks, and the run's stored count."""
+        if marks:
+            commit_marks(conn, self.ctx.run.id, self.stage.name, marks)
+        if self.ctx.progress_kept:
+            add_stored(conn, self.ctx.run.id, rows)

@@ -1,28 +1,32 @@
 """Storage: the database a run writes to, the tables it upserts into, and the journal."""
 
+from ._checkpoints import NO_STORE, Mark, Progress, commit_marks
 from ._database import Database, engine_url, open_database, store_error
-from ._journal import (
-    JOURNAL_TABLES,
-    MAX_EVENTS_PER_RUN,
-    RUN_STATUSES,
-    CheckResultRow,
-    Journal,
-    RunEventRow,
-    RunRow,
-    utcnow,
-)
+from ._journal import LEASE, MAX_EVENTS_PER_RUN, Journal
+from ._rows import CheckResultRow, DeadLetterRow, RunEventRow, RunRow, SagaStepRow
+from ._runs import add_stored
+from ._schema import COUNTS, JOURNAL_TABLES, RUN_STATUSES, utcnow
 from ._tables import TableWriter, infer_type
 
 __all__ = [
+    "COUNTS",
     "JOURNAL_TABLES",
+    "LEASE",
     "MAX_EVENTS_PER_RUN",
+    "NO_STORE",
     "RUN_STATUSES",
     "CheckResultRow",
     "Database",
+    "DeadLetterRow",
     "Journal",
+    "Mark",
+    "Progress",
     "RunEventRow",
     "RunRow",
+    "SagaStepRow",
     "TableWriter",
+    "add_stored",
+    "commit_marks",
     "engine_url",
     "infer_type",
     "open_database",

@@ -1,202 +1,93 @@
-"""The run journal: one row per run, its events, and its check results.
+"""The run journal: what podium knows about its runs, on the database runs write to.
 
-The tables are SQLAlchemy Core (podium's own bookkeeping needs no ORM, and skipping it
-keeps every ``podium`` start-up ~0.2 s lighter); the rows are pydantic models.
+``Journal`` is the one way the engine, the daemon and the command line read and write
+it; the SQL lives beside it, one module per concern (``_runs``, ``_state``,
+``_checkpoints``, ``_dead_letters``, ``_saga``), the tables in ``_schema``.
 
-``podium_runs`` has a unique key on (pipeline, scheduled_for) so a scheduled fire that
-is delivered twice runs once; manual runs leave ``scheduled_for`` empty. Events are
-buffered and written in batches so a storm of failures cannot slow the run down.
+Opening the journal reaps: any run still ``running`` whose lease has expired lost its
+owner (a kill, a crash, a lost network) and is marked ``interrupted`` with the cause, by
+whichever process opens the journal first — a ``podium run``, ``podium runs`` or any
+daemon node — so no run stays ``running`` after its owner died.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, desc, select, update
-from sqlalchemy.exc import IntegrityError
+from podium.pipeline import (
+    DuplicateFire,
+    DuplicateTrigger,
+    PipelineBusy,
+    RunNotFound,
+)
 
-from podium.pipeline import DuplicateFire, RunNotFound, StoreError
-
+from . import _checkpoints, _dead_letters, _runs, _saga, _state
+from ._checkpoints import Mark, Progress
 from ._database import Database
-from ._types import UTCDateTime
+from ._rows import (
+    CheckResultRow,
+    DeadLetterRow,
+    RunEventRow,
+    RunRow,
+    SagaStepRow,
+    row_values,
+)
+from ._schema import COUNTS, create_tables, utcnow
 
-RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted", "timed_out")
+# A run renews its lease with every heartbeat (every few seconds); one that has not for
+# this long has lost its owner.
+LEASE = timedelta(seconds=15)
 # A run keeps at most this many detailed events; the counts stay exact beyond it.
 MAX_EVENTS_PER_RUN = 500
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-metadata = sa.MetaData()
-_COUNTS = (
-    "requests",
-    "retries",
-    "failed_requests",
-    "skipped_requests",
-    "records_in",
-    "records_out",
-    "rejected",
-    "stored",
-    "checks_failed",
-)
-
-runs_table = sa.Table(
-    "podium_runs",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("pipeline", sa.String(200), nullable=False),
-    sa.Column("trigger", sa.String(200), nullable=False),
-    sa.Column("scheduled_for", UTCDateTime()),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("started_at", UTCDateTime(), nullable=False),
-    sa.Column("finished_at", UTCDateTime()),
-    *(
-        sa.Column(name, sa.Integer, nullable=False, default=0, server_default="0")
-        for name in _COUNTS
-    ),
-    sa.Column("error", sa.Text),
-    sa.Column("dry_run", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
-    sa.Column("params", sa.JSON),
-    sa.Column("stages", sa.JSON),
-    # The run's failures grouped by cause (kind, cause, count, first occurrence).
-    sa.Column("causes", sa.JSON),
-    # Written by the run every few seconds with its counters, so a run that dies shows
-    # what it had done.
-    sa.Column("heartbeat_at", UTCDateTime()),
-    sa.UniqueConstraint("pipeline", "scheduled_for", name="uq_podium_runs_fire"),
-    sa.CheckConstraint(
-        "status IN (" + ", ".join(f"'{status}'" for status in RUN_STATUSES) + ")",
-        name="ck_podium_runs_status",
-    ),
-    sa.Index("ix_podium_runs_pipeline_started", "pipeline", "started_at"),
-)
-
-events_table = sa.Table(
-    "podium_run_events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(32), nullable=False, index=True),
-    sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Column("stage", sa.String(200)),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("detail", sa.JSON),
-)
-
-checks_table = sa.Table(
-    "podium_check_results",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(32), nullable=False, index=True),
-    # "name"/"target", not the stage's "check"/"on": both are reserved words in SQL.
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("target", sa.String(16), nullable=False),
-    sa.Column("expect", sa.Text, nullable=False),
-    sa.Column("severity", sa.String(8), nullable=False),
-    sa.Column("passed", sa.Integer, nullable=False),
-    sa.Column("failed", sa.Integer, nullable=False),
-    sa.Column("ok", sa.Boolean, nullable=False),
-    sa.Column("samples", sa.JSON),
-)
-
-# Small durable values per pipeline, e.g. incremental cursors' high-water marks.
-state_table = sa.Table(
-    "podium_state",
-    metadata,
-    sa.Column("pipeline", sa.String(200), primary_key=True),
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("value", sa.JSON),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
-)
-
-
-class _Row(BaseModel):
-    model_config = ConfigDict(validate_assignment=False)
-
-
-class RunRow(_Row):
-    """A run as recorded in ``podium_runs``."""
-
-    id: str
-    pipeline: str
-    trigger: str = "cli"
-    scheduled_for: datetime | None = None
-    status: str = "running"
-    started_at: datetime = Field(default_factory=utcnow)
-    finished_at: datetime | None = None
-    requests: int = 0
-    retries: int = 0
-    failed_requests: int = 0
-    skipped_requests: int = 0
-    records_in: int = 0
-    records_out: int = 0
-    rejected: int = 0
-    stored: int = 0
-    checks_failed: int = 0
-    error: str | None = None
-    dry_run: bool = False
-    params: dict[str, Any] = Field(default_factory=dict)
-    stages: dict[str, Any] = Field(default_factory=dict)
-    causes: list[dict[str, Any]] = Field(default_factory=list)
-    heartbeat_at: datetime | None = None
-
-
-class RunEventRow(_Row):
-    """Something that went wrong in a run without stopping it."""
-
-    id: int | None = None
-    run_id: str
-    at: datetime = Field(default_factory=utcnow)
-    stage: str | None = None
-    kind: str
-    message: str
-    detail: dict[str, Any] = Field(default_factory=dict)
-
-
-class CheckResultRow(_Row):
-    """One check's outcome over a run."""
-
-    id: int | None = None
-    run_id: str
-    name: str
-    target: str
-    expect: str
-    severity: str
-    passed: int = 0
-    failed: int = 0
-    ok: bool = True
-    samples: list[Any] = Field(default_factory=list)
-
-
-JOURNAL_TABLES = [runs_table, events_table, checks_table, state_table]
-
-
-_RUNS, _EVENTS, _CHECKS = runs_table, events_table, checks_table
 
 
 class Journal:
     """Reads and writes the journal tables of one database."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, lease: timedelta = LEASE) -> None:
         self.db = database
+        self.lease = lease
 
     async def create_tables(self) -> None:
-        # Once per database, not per run: a daemon makes a Journal for every run.
+        """Create (or bring up to date) podium's tables, and reap abandoned runs — once
+        per database per process; a daemon reaps again on its own schedule."""
         if not self.db.journal_ready:
-            await self.db.run("creating podium's journal tables", _create_tables)
+            await self.db.run("creating podium's journal tables", create_tables)
             self.db.journal_ready = True
+            await self.reap()
 
+    # -- runs -------------------------------------------------------------------------------
     async def start(self, run: RunRow) -> None:
-        """Insert the run's row; raises DuplicateFire when its fire key is taken."""
+        """Insert the run's row. Raises DuplicateFire when its fire already ran,
+        DuplicateTrigger when its idempotency key started a run before, PipelineBusy when
+        another run of the pipeline holds the overlap lock the run asks for."""
         await self.create_tables()
-        if not await self.db.run("recording the run start", _insert_run, _row(run)):
+        run.lease_expires_at = utcnow() + self.lease
+        conflict = await self.db.run("recording the run start", _runs.insert_run, row_values(run))
+        if conflict is None:
+            return
+        if conflict == "fire":
             raise DuplicateFire(run.pipeline, run.scheduled_for)
+        key = run.lock_key if conflict == "lock" else run.idempotency_key
+        other = await self.db.run(
+            "reading the run that holds a key", _runs.holder, run.pipeline, conflict, key
+        )
+        other_id = str(other["id"]) if other else "?"
+        if conflict == "lock":
+            raise PipelineBusy(run.pipeline, other_id)
+        raise DuplicateTrigger(run.pipeline, str(run.idempotency_key), other_id)
+
+    async def heartbeat(self, run: RunRow) -> bool:
+        """Renew the run's lease and write its counters as they are now; False when the
+        run is no longer this process's (it was reaped, or taken over elsewhere)."""
+        now = utcnow()
+        run.heartbeat_at, run.lease_expires_at = now, now + self.lease
+        values = {name: getattr(run, name) for name in COUNTS if name != "stored"}
+        values |= {"stages": run.stages, "heartbeat_at": now, "lease_expires_at": now + self.lease}
+        return await self.db.run(
+            "recording the run's progress", _runs.heartbeat, run.id, run.attempt, values
+        )
 
     async def finish(
         self,
@@ -204,27 +95,65 @@ class Journal:
         events: list[RunEventRow],
         checks: list[CheckResultRow],
         state: dict[str, Any] | None = None,
-    ) -> None:
-        """Complete the run's row; ``state`` values are written in the same transaction."""
-        await self.db.run(
+        dead_letters: list[DeadLetterRow] | None = None,
+    ) -> bool:
+        """Complete the run's row, with everything recorded alongside it, in one
+        transaction; False (nothing written) when the row is no longer this attempt's."""
+        values = row_values(run)
+        values["lock_key"] = None
+        values["lease_expires_at"] = None
+        return await self.db.run(
             "recording the run result",
-            _finish_run,
-            _row(run),
-            [_row(e) for e in events],
-            [_row(c) for c in checks],
+            _runs.finish_run,
+            values,
+            [row_values(e) for e in events],
+            [row_values(c) for c in checks],
             state or {},
+            [row_values(d) for d in dead_letters or []],
         )
 
-    async def heartbeat(self, run: RunRow) -> None:
-        """Write a running run's counters as they are now (and when that was)."""
-        run.heartbeat_at = utcnow()
-        values = {name: getattr(run, name) for name in (*_COUNTS, "stages", "heartbeat_at")}
-        await self.db.run("recording the run's progress", _heartbeat, run.id, values)
+    async def reap(self) -> list[RunRow]:
+        """Mark interrupted every run whose lease expired; the runs this call reaped."""
+        rows = await self.db.run(
+            "closing abandoned runs", _runs.reap_abandoned, utcnow(), self.lease
+        )
+        return [RunRow.model_validate(r) for r in rows]
 
-    async def state(self, pipeline: str, keys: list[str]) -> dict[str, Any]:
-        """Stored ``podium_state`` values of ``pipeline`` by key (absent keys left out)."""
+    async def interrupt_node(self, node: str, pid: int) -> int:
+        """A restarted node's runs from its previous process, interrupted at once."""
         await self.create_tables()
-        return await self.db.run("reading pipeline state", _select_state, pipeline, keys)
+        return await self.db.run(
+            "closing a restarted node's runs", _runs.interrupt_node, node, pid, utcnow()
+        )
+
+    async def claim(
+        self, run: RunRow, *, node: str, pid: int, lock_key: str | None, cause: str
+    ) -> RunRow | None:
+        """Take interrupted ``run`` over for a new attempt, owned by ``node``/``pid``;
+        None when another process claimed it first. Raises PipelineBusy when another run
+        of the pipeline holds its overlap lock now (try again after it)."""
+        now = utcnow()
+        history = [*run.attempts, _attempt_record(run, resumed_at=now)]
+        values = {
+            "status": "running",
+            "node": node,
+            "pid": pid,
+            "attempt": run.attempt + 1,
+            "attempts": history,
+            "lease_expires_at": now + self.lease,
+            "heartbeat_at": now,
+            "finished_at": None,
+            "error": None,
+            "lock_key": lock_key,
+        }
+        claimed = await self.db.run(
+            f"taking over run {run.id} ({cause})", _runs.claim, run.id, run.attempt, values
+        )
+        if claimed == "lock":
+            raise PipelineBusy(run.pipeline, "?")
+        if claimed is None or isinstance(claimed, str):
+            return None
+        return RunRow.model_validate(claimed)
 
     async def runs(
         self,
@@ -234,28 +163,20 @@ class Journal:
         statuses: tuple[str, ...] = (),
         since: datetime | None = None,
         trigger: str | None = None,
+        triggers: tuple[str, ...] = (),
+        finished_since: datetime | None = None,
     ) -> list[RunRow]:
         """Runs newest first; ``trigger`` matches a trigger or its kind (``daemon`` matches
         ``daemon:node-1``)."""
         await self.create_tables()
-        query = RunQuery(pipeline, limit, statuses, since, trigger)
-        rows = await self.db.run("reading runs", _select_runs, query)
+        query = _runs.RunQuery(pipeline, limit, statuses, since, trigger, triggers, finished_since)
+        rows = await self.db.run("reading runs", _runs.select_runs, query)
         return [RunRow.model_validate(r) for r in rows]
-
-    async def last_fire(self, pipeline: str) -> datetime | None:
-        """The latest scheduled fire time recorded for ``pipeline`` (catch-up decisions)."""
-        await self.create_tables()
-        return await self.db.run("reading the last fire", _last_fire, pipeline)
-
-    async def interrupt_stale(self, trigger: str, reason: str) -> int:
-        """Mark runs of ``trigger`` still ``running`` as ``interrupted`` (a restarted node)."""
-        await self.create_tables()
-        return await self.db.run("closing stale runs", _interrupt_stale, trigger, reason)
 
     async def run(self, run_id: str) -> tuple[RunRow, list[RunEventRow], list[CheckResultRow]]:
         """A run by id or unique id prefix, with its events and check results."""
         await self.create_tables()
-        found = await self.db.run("reading a run", _select_run, run_id)
+        found = await self.db.run("reading a run", _runs.select_run, run_id)
         if not found:
             raise RunNotFound(f"no run with id {run_id!r} (see: podium runs)")
         if len(found) > 1:
@@ -267,153 +188,89 @@ class Journal:
             [CheckResultRow.model_validate(c) for c in checks],
         )
 
+    async def last_fire(self, pipeline: str) -> datetime | None:
+        """The latest scheduled fire time recorded for ``pipeline`` (catch-up decisions)."""
+        await self.create_tables()
+        return await self.db.run("reading the last fire", _runs.last_fire, pipeline)
 
-def _create_tables(conn: Connection) -> None:
-    metadata.create_all(conn, tables=JOURNAL_TABLES)
-    # Tables left by an older podium gain the columns added since (each is nullable or has
-    # a server default, so old rows stay valid); anything else is said plainly rather than
-    # failing later on a column the old table does not have.
-    inspector = sa.inspect(conn)
-    quote = conn.dialect.identifier_preparer.quote
-    for table in JOURNAL_TABLES:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not (column.nullable or column.server_default is not None):
-                raise StoreError(
-                    f"table {table.name} was created by an older podium and lacks "
-                    f"{column.name}; move that database aside (or drop podium's podium_* "
-                    "tables) and run again"
-                )
-            ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {ddl}")
+    async def fired(self, pipeline: str, times: list[datetime]) -> set[datetime]:
+        await self.create_tables()
+        return await self.db.run("reading fired slots", _runs.fired, pipeline, times)
 
+    # -- state, progress ----------------------------------------------------------------------
+    async def state(self, pipeline: str, keys: list[str]) -> dict[str, Any]:
+        """Stored ``podium_state`` values of ``pipeline`` by key (absent keys left out)."""
+        await self.create_tables()
+        return await self.db.run("reading pipeline state", _state.select_state, pipeline, keys)
 
-def _insert_run(conn: Connection, values: dict[str, Any]) -> bool:
-    # A savepoint keeps a duplicate key from aborting the caller's transaction (PostgreSQL).
-    try:
-        with conn.begin_nested():
-            conn.execute(_RUNS.insert().values(**values))
-    except IntegrityError:
-        return False
-    return True
+    async def progress(self, run_id: str) -> Progress:
+        await self.create_tables()
+        return await self.db.run("reading a run's progress", _checkpoints.load_progress, run_id)
 
+    async def commit_marks(self, run_id: str, sink: str, marks: list[Mark]) -> None:
+        """Marks of a run end that stores nothing, in a transaction of their own."""
+        await self.db.run(
+            "recording the run's progress", _checkpoints.commit_marks, run_id, sink, marks
+        )
 
-def _finish_run(
-    conn: Connection,
-    run: dict[str, Any],
-    events: list[dict[str, Any]],
-    checks: list[dict[str, Any]],
-    state: dict[str, Any],
-) -> None:
-    run_id = run.pop("id")
-    conn.execute(update(_RUNS).where(_RUNS.c.id == run_id).values(**run))
-    if events:
-        conn.execute(_EVENTS.insert(), events)
-    if checks:
-        conn.execute(_CHECKS.insert(), checks)
-    if state:
-        advance_marks(conn, run["pipeline"], state)
+    # -- dead letters ------------------------------------------------------------------------
+    async def dead_letters(
+        self, run_id: str | None = None, pipeline: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRow]:
+        await self.create_tables()
+        rows = await self.db.run(
+            "reading dead letters", _dead_letters.select_dead_letters, run_id, pipeline, limit
+        )
+        return [DeadLetterRow.model_validate(r) for r in rows]
 
+    async def mark_replayed(self, ids: list[int], replay_run: str) -> None:
+        await self.db.run(
+            "marking dead letters replayed", _dead_letters.mark_replayed, ids, replay_run
+        )
 
-def advance_marks(conn: Connection, pipeline: str, marks: dict[str, Any]) -> None:
-    """Raise each high-water mark to ``marks[key]`` unless a greater one is stored: two runs
-    of a pipeline finishing together both succeed, and the mark never moves backwards.
+    async def prune(self, *, dead_letters_before: datetime) -> int:
+        await self.create_tables()
+        return await self.db.run(
+            "pruning dead letters", _dead_letters.prune_dead_letters, dead_letters_before
+        )
 
-    The row is created first if absent (an insert that yields to a concurrent one), then
-    read under a row lock (PostgreSQL; SQLite's write lock is already held) and raised.
-    """
-    from sqlalchemy.dialects import postgresql, sqlite
+    # -- saga -------------------------------------------------------------------------------
+    async def record_step(
+        self, run_id: str, stage: str, item: str, compensation: dict[str, Any]
+    ) -> int:
+        return await self.db.run(
+            "recording a side effect", _saga.record_step, run_id, stage, item, compensation
+        )
 
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    table, now = state_table, utcnow()
-    for key, value in marks.items():
-        row = {"pipeline": pipeline, "key": key, "value": value, "updated_at": now}
-        conn.execute(insert(table).values(**row).on_conflict_do_nothing())
-        where = (table.c.pipeline == pipeline) & (table.c.key == key)
-        current = conn.execute(select(table.c.value).where(where).with_for_update()).scalar()
-        if _greater(value, current):
-            conn.execute(update(table).where(where).values(value=value, updated_at=now))
+    async def steps_to_undo(self, run_id: str) -> list[SagaStepRow]:
+        rows = await self.db.run("reading side effects to undo", _saga.steps_to_undo, run_id)
+        return [SagaStepRow.model_validate(r) for r in rows]
 
+    async def steps(self, run_id: str) -> list[SagaStepRow]:
+        await self.create_tables()
+        rows = await self.db.run("reading a run's side effects", _saga.all_steps, run_id)
+        return [SagaStepRow.model_validate(r) for r in rows]
 
-def _greater(new: Any, old: Any) -> bool:
-    """Whether mark ``new`` is past ``old``; a mark of another type (the cursor field
-    changed) replaces the old one, which cannot be compared with it."""
-    if old is None:
-        return True
-    numbers = (int, float)
-    comparable = (isinstance(new, numbers) and isinstance(old, numbers)) or type(new) is type(old)
-    if not comparable or isinstance(new, bool | dict | list):
-        return bool(new != old)
-    return bool(new > old)
+    async def settle_step(
+        self, run_id: str, seq: int, status: str, attempts: int, error: str | None
+    ) -> None:
+        await self.db.run(
+            "recording a compensation", _saga.settle_step, run_id, seq, status, attempts, error
+        )
 
 
-def _heartbeat(conn: Connection, run_id: str, values: dict[str, Any]) -> None:
-    running = (_RUNS.c.id == run_id) & (_RUNS.c.status == "running")
-    conn.execute(update(_RUNS).where(running).values(**values))
-
-
-def _select_state(conn: Connection, pipeline: str, keys: list[str]) -> dict[str, Any]:
-    query = select(state_table.c.key, state_table.c.value).where(
-        (state_table.c.pipeline == pipeline) & state_table.c.key.in_(keys)
-    )
-    return {key: value for key, value in conn.execute(query)}
-
-
-@dataclass(frozen=True, slots=True)
-class RunQuery:
-    pipeline: str | None = None
-    limit: int = 20
-    statuses: tuple[str, ...] = ()
-    since: datetime | None = None
-    trigger: str | None = None
-
-
-def _select_runs(conn: Connection, q: RunQuery) -> list[dict[str, Any]]:
-    query = select(_RUNS).order_by(desc(_RUNS.c.started_at)).limit(q.limit)
-    if q.pipeline:
-        query = query.where(_RUNS.c.pipeline == q.pipeline)
-    if q.statuses:
-        query = query.where(_RUNS.c.status.in_(q.statuses))
-    if q.since is not None:
-        query = query.where(_RUNS.c.started_at >= q.since)
-    if q.trigger:
-        kind = _RUNS.c.trigger.startswith(f"{q.trigger}:", autoescape=True)
-        query = query.where((_RUNS.c.trigger == q.trigger) | kind)
-    return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def _last_fire(conn: Connection, pipeline: str) -> datetime | None:
-    query = select(sa.func.max(_RUNS.c.scheduled_for)).where(_RUNS.c.pipeline == pipeline)
-    value: datetime | None = conn.execute(query).scalar()
-    return value
-
-
-def _interrupt_stale(conn: Connection, trigger: str, reason: str) -> int:
-    stale = (_RUNS.c.trigger == trigger) & (_RUNS.c.status == "running")
-    done = update(_RUNS).where(stale).values(status="interrupted", error=reason)
-    return conn.execute(done.values(finished_at=utcnow())).rowcount
-
-
-def _select_run(conn: Connection, run_id: str) -> list[tuple[Any, Any, Any]]:
-    # autoescape: a % or _ in what the user typed is a character, not a wildcard.
-    prefix = _RUNS.c.id.startswith(run_id, autoescape=True)
-    rows = conn.execute(select(_RUNS).where(prefix).limit(2)).all()
-    if len(rows) != 1:
-        return [(None, None, None)] * len(rows)
-    run = dict(rows[0]._mapping)
-    events = conn.execute(
-        select(_EVENTS).where(_EVENTS.c.run_id == run["id"]).order_by(_EVENTS.c.id)
-    )
-    checks = conn.execute(
-        select(_CHECKS).where(_CHECKS.c.run_id == run["id"]).order_by(_CHECKS.c.id)
-    )
-    return [(run, [dict(e._mapping) for e in events], [dict(c._mapping) for c in checks])]
-
-
-def _row(model: BaseModel) -> dict[str, Any]:
-    data = {k: getattr(model, k) for k in type(model).model_fields}
-    if data.get("id") is None:
-        data.pop("id", None)
-    return data
+def _attempt_record(run: RunRow, *, resumed_at: datetime) -> dict[str, Any]:
+    """What the journal keeps of an attempt that ended without finishing the run: who ran
+    it, from when to when, why it ended, what it had done by its last heartbeat."""
+    started = run.attempts[-1]["resumed_at"] if run.attempts else run.started_at.isoformat()
+    return {
+        "attempt": run.attempt,
+        "node": run.node,
+        "pid": run.pid,
+        "started_at": started,
+        "ended_at": (run.finished_at or resumed_at).isoformat(),
+        "resumed_at": resumed_at.isoformat(),
+        "cause": run.error,
+        "requests": run.requests,
+        "stored": run.stored,
+    }

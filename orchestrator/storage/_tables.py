@@ -69,8 +69,11 @@ class TableWriter:
     def table_name(self) -> str:
         return self.stage.table
 
-    async def write(self, rows: list[Record]) -> int:
-        """Upsert ``rows`` in one transaction; returns how many rows were written."""
+    async def write(
+        self, rows: list[Record], *, also: Callable[[sa.Connection], None] | None = None
+    ) -> int:
+        """Upsert ``rows`` in one transaction — with ``also(connection)``, the caller's own
+        writes that must commit or roll back with them; returns how many rows were written."""
         if not rows:
             return 0
         try:
@@ -78,6 +81,7 @@ class TableWriter:
                 f"writing {len(rows)} rows to table {self.table_name!r}",
                 self._write,
                 rows,
+                also,
                 on_retry=self._forget,
             )
         except BaseException:
@@ -90,11 +94,18 @@ class TableWriter:
         self._table = None
         self._statements.clear()
 
-    def _write(self, conn: sa.Connection, rows: list[Record]) -> int:
+    def _write(
+        self,
+        conn: sa.Connection,
+        rows: list[Record],
+        also: Callable[[sa.Connection], None] | None,
+    ) -> int:
         table = self._prepare(conn, rows)
         columns = self._columns_for(table, rows)
         sql, to_tuple = self._statement(table, columns)
         conn.exec_driver_sql(sql, [to_tuple(r) for r in rows])
+        if also is not None:
+            also(conn)
         return len(rows)
 
     def _prepare(self, conn: sa.Connection, rows: list[Record]) -> sa.Table:

@@ -1,0 +1,212 @@
+"""The run rows' SQL: start, heartbeat, finish, reap, claim, read.
+
+Every function takes the transaction's ``Connection`` first (see ``Database.run``).
+A run row belongs to one attempt at a time: writes name the attempt they are for and
+change nothing once another process has taken the row over (``WHERE attempt = :n``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, desc, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ._schema import (
+    checkpoints_table,
+    checks_table,
+    dead_letters_table,
+    events_table,
+    runs_table,
+)
+from ._state import advance_marks
+
+RUNS = runs_table
+Conflict = Literal["fire", "lock", "idempotency"]
+
+
+def insert_run(conn: Connection, values: dict[str, Any]) -> Conflict | None:
+    """Insert a run row; which unique key another run already holds, if one does.
+
+    A savepoint keeps a duplicate key from aborting the caller's transaction (PostgreSQL).
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(RUNS.insert().values(**values))
+    except IntegrityError as exc:
+        return _conflict(exc)
+    return None
+
+
+def _conflict(exc: IntegrityError) -> Conflict:
+    # PostgreSQL names the index; SQLite names the columns.
+    text = str(exc.orig)
+    if "lock_key" in text or "uq_podium_runs_lock" in text:
+        return "lock"
+    if "idempotency" in text:
+        return "idempotency"
+    return "fire"
+
+
+def holder(conn: Connection, pipeline: str, key: Conflict, value: Any) -> dict[str, Any] | None:
+    """The run that holds a key another run wanted."""
+    column = {"fire": RUNS.c.scheduled_for, "lock": RUNS.c.lock_key}.get(
+        key, RUNS.c.idempotency_key
+    )
+    query = select(RUNS).where((RUNS.c.pipeline == pipeline) & (column == value)).limit(1)
+    row = conn.execute(query).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def heartbeat(conn: Connection, run_id: str, attempt: int, values: dict[str, Any]) -> bool:
+    """Renew the lease and write the counters; False when the run is no longer this
+    attempt's (another process found its lease expired and took it)."""
+    mine = (RUNS.c.id == run_id) & (RUNS.c.attempt == attempt) & (RUNS.c.status == "running")
+    return bool(conn.execute(update(RUNS).where(mine).values(**values)).rowcount)
+
+
+def add_stored(conn: Connection, run_id: str, rows: int) -> None:
+    """Count rows stored, in the transaction that stored them: exact even after a kill."""
+    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(stored=RUNS.c.stored + rows))
+
+
+def finish_run(
+    conn: Connection,
+    run: dict[str, Any],
+    events: list[dict[str, Any]],
+    checks: list[dict[str, Any]],
+    marks: dict[str, Any],
+    dead_letters: list[dict[str, Any]],
+) -> bool:
+    """Complete the run's row with its events, checks, dead letters and marks; False (and
+    nothing written) when the row is no longer this attempt's."""
+    run_id, attempt = run.pop("id"), run["attempt"]
+    run.pop("stored", None)  # kept exact by add_stored, in each store's own transaction
+    mine = (RUNS.c.id == run_id) & (RUNS.c.attempt == attempt) & (RUNS.c.status == "running")
+    if not conn.execute(update(RUNS).where(mine).values(**run)).rowcount:
+        return False
+    if events:
+        conn.execute(events_table.insert(), events)
+    if checks:
+        conn.execute(checks_table.insert(), checks)
+    if dead_letters:
+        conn.execute(dead_letters_table.insert(), dead_letters)
+    if marks:
+        advance_marks(conn, run["pipeline"], marks)
+    if run["status"] != "interrupted":
+        # Progress matters only to a run that may be resumed.
+        conn.execute(checkpoints_table.delete().where(checkpoints_table.c.run_id == run_id))
+    return True
+
+
+def reap_abandoned(conn: Connection, now: datetime, grace: timedelta) -> list[dict[str, Any]]:
+    """Mark interrupted every running run whose lease expired (its owner is gone), with
+    the cause; the rows this call changed (another process may reap the same moment)."""
+    expired = (RUNS.c.status == "running") & (
+        (RUNS.c.lease_expires_at < now)
+        | (RUNS.c.lease_expires_at.is_(None) & (RUNS.c.started_at < now - grace))
+    )
+    reaped = []
+    for row in conn.execute(select(RUNS).where(expired)).all():
+        run = dict(row._mapping)
+        last = run["heartbeat_at"] or run["started_at"]
+        owner = f"node {run['node']!r} (pid {run['pid']})" if run["node"] else "its process"
+        cause = (
+            f"abandoned: {owner} stopped renewing its lease at {last.isoformat()}; "
+            "the process was killed or lost the database"
+        )
+        mine = (RUNS.c.id == run["id"]) & (RUNS.c.attempt == run["attempt"]) & expired
+        values = {"status": "interrupted", "error": cause, "finished_at": now, "lock_key": None}
+        if conn.execute(update(RUNS).where(mine).values(**values)).rowcount:
+            reaped.append({**run, **values})
+    return reaped
+
+
+def interrupt_node(conn: Connection, node: str, pid: int, now: datetime) -> int:
+    """A restarted node's own runs from before (another pid), interrupted at once rather
+    than after their leases run out."""
+    stale = (RUNS.c.node == node) & (RUNS.c.pid != pid) & (RUNS.c.status == "running")
+    cause = f"node {node!r} restarted during the run"
+    values = {"status": "interrupted", "error": cause, "finished_at": now, "lock_key": None}
+    return int(conn.execute(update(RUNS).where(stale).values(**values)).rowcount)
+
+
+def claim(
+    conn: Connection, run_id: str, seen_attempt: int, values: dict[str, Any]
+) -> dict[str, Any] | Conflict | None:
+    """Take an interrupted run over for a new attempt: the updated row, ``"lock"`` when
+    another run of the pipeline holds its overlap lock, None when someone was faster."""
+    free = (RUNS.c.id == run_id) & (RUNS.c.attempt == seen_attempt)
+    free &= RUNS.c.status == "interrupted"
+    try:
+        with conn.begin_nested():
+            changed = conn.execute(update(RUNS).where(free).values(**values)).rowcount
+    except IntegrityError as exc:
+        return _conflict(exc)
+    if not changed:
+        return None
+    return dict(conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one()._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    pipeline: str | None = None
+    limit: int = 20
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    trigger: str | None = None
+    triggers: tuple[str, ...] = ()
+    finished_since: datetime | None = None
+
+
+def select_runs(conn: Connection, q: RunQuery) -> list[dict[str, Any]]:
+    query = select(RUNS).order_by(desc(RUNS.c.started_at)).limit(q.limit)
+    if q.pipeline:
+        query = query.where(RUNS.c.pipeline == q.pipeline)
+    if q.statuses:
+        query = query.where(RUNS.c.status.in_(q.statuses))
+    if q.since is not None:
+        query = query.where(RUNS.c.started_at >= q.since)
+    if q.finished_since is not None:
+        query = query.where(RUNS.c.finished_at >= q.finished_since)
+    if q.trigger:
+        kind = RUNS.c.trigger.startswith(f"{q.trigger}:", autoescape=True)
+        query = query.where((RUNS.c.trigger == q.trigger) | kind)
+    if q.triggers:
+        query = query.where(RUNS.c.trigger.in_(q.triggers))
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def last_fire(conn: Connection, pipeline: str) -> datetime | None:
+    query = select(sa.func.max(RUNS.c.scheduled_for)).where(RUNS.c.pipeline == pipeline)
+    value: datetime | None = conn.execute(query).scalar()
+    return value
+
+
+def fired(conn: Connection, pipeline: str, times: list[datetime]) -> set[datetime]:
+    """Which of ``times`` already have a run (backfill and catch-up skip those)."""
+    if not times:
+        return set()
+    query = select(RUNS.c.scheduled_for).where(
+        (RUNS.c.pipeline == pipeline) & RUNS.c.scheduled_for.in_(times)
+    )
+    return {value for (value,) in conn.execute(query)}
+
+
+def select_run(conn: Connection, run_id: str) -> list[tuple[Any, Any, Any]]:
+    # autoescape: a % or _ in what the user typed is a character, not a wildcard.
+    prefix = RUNS.c.id.startswith(run_id, autoescape=True)
+    rows = conn.execute(select(RUNS).where(prefix).limit(2)).all()
+    if len(rows) != 1:
+        return [(None, None, None)] * len(rows)
+    run = dict(rows[0]._mapping)
+    events = conn.execute(
+        select(events_table).where(events_table.c.run_id == run["id"]).order_by(events_table.c.id)
+    )
+    checks = conn.execute(
+        select(checks_table).where(checks_table.c.run_id == run["id"]).order_by(checks_table.c.id)
+    )
+    return [(run, [dict(e._mapping) for e in events], [dict(c._mapping) for c in checks])]
