@@ -74,7 +74,7 @@ class Daemon:
         settings = self.plan.settings
         async with open_database(self.plan.config.database.url) as database:
             self._database = database
-            journal = Journal(database)
+            journal = Journal(database, lease=self.plan.config.journal.lease)
             # Opening the journal reaps runs whose lease expired; a node restarted under
             # the same id also closes its previous process's runs at once.
             stale = await _retry_startup(journal.interrupt_node, self.node_id, os.getpid())

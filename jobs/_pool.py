@@ -156,6 +156,7 @@ class RunPool:
                     # One run at a time across every node, unless overlap = parallel.
                     exclusive=schedule.overlap != "parallel",
                     resume=fire.resume,
+                    lease=self.plan.config.journal.lease,
                 ),
             )
             status = result.status

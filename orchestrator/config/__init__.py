@@ -2,12 +2,20 @@
 
 from ._errors import config_error, did_you_mean
 from ._interpolate import interpolate
-from ._load import DEFAULT_DATABASE_URL, Config, DatabaseConfig, LimitsConfig, load_config
+from ._load import (
+    DEFAULT_DATABASE_URL,
+    Config,
+    DatabaseConfig,
+    JournalConfig,
+    LimitsConfig,
+    load_config,
+)
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "Config",
     "DatabaseConfig",
+    "JournalConfig",
     "LimitsConfig",
     "config_error",
     "did_you_mean",

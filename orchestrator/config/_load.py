@@ -12,13 +12,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from podium.connectors import Connector, connector_class
-from podium.pipeline import ConfigError, Fetch, Pipeline, PodiumError, Schedule
+from podium.pipeline import ConfigError, Duration, Fetch, Pipeline, PodiumError, Schedule
 
 from ._database_url import database_kind
 from ._errors import config_error
@@ -30,6 +31,23 @@ DEFAULT_DATABASE_URL = "sqlite:///podium.db"
 class DatabaseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     url: str = DEFAULT_DATABASE_URL
+
+
+class JournalConfig(BaseModel):
+    """``[journal]``: how long a run's lease lasts, and what is kept how long."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A run renews its lease every lease/5; a run that has not for this long has lost its
+    # owner and is marked interrupted by whoever opens the journal next.
+    lease: Duration = timedelta(seconds=15)
+    keep_dead_letters: Duration = timedelta(days=30)
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError("lease must be between 1s and 1h")
+        return value
 
 
 class LimitsConfig(BaseModel):
@@ -44,6 +62,7 @@ class _TopLevel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Owned by the scheduler daemon (jobs/); accepted here so one file configures both.
@@ -56,6 +75,7 @@ class Config:
     database: DatabaseConfig
     limits: LimitsConfig
     scheduler: dict[str, Any]
+    journal: JournalConfig = field(default_factory=JournalConfig)
     connectors: dict[str, Connector | PodiumError] = field(default_factory=dict)
     pipelines: dict[str, Pipeline | PodiumError] = field(default_factory=dict)
     # Pipelines whose table has a schedule, valid or not: the daemon refuses to start
@@ -124,7 +144,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     database = top.database
     if kind == "sqlite":
         database = DatabaseConfig(url=sqlite_beside(top.database.url, path.resolve().parent))
-    config = Config(path, database, top.limits, top.scheduler, secrets=secrets)
+    config = Config(path, database, top.limits, top.scheduler, top.journal, secrets=secrets)
     for name, table in top.connectors.items():
         config.connectors[name] = _guard(_connector, name, table, env, path, secrets)
     for name, table in top.pipelines.items():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from loguru import logger
 
 from podium.pipeline import Pipeline
@@ -62,6 +64,24 @@ class RunContext:
     replay: dict[str, list[DeadLetterRow]] | None = None
     # Set by the stage whose failure ended the run: "fail" leaves its side effects be.
     failure_policy: str | None = None
+    # Items whose workers wait to hear their mark was committed by every end it reaches.
+    acks: dict[tuple[str, str, int], _Ack] = field(default_factory=dict)
+
+    def await_ack(self, mark: Mark, ends: int) -> anyio.Event:
+        """An event set once ``ends`` run ends have committed ``mark`` (create it before
+        the batch goes out, so an end that is quick cannot miss it)."""
+        ack = self.acks[mark.stage, mark.item, mark.page] = _Ack(ends)
+        return ack.event
+
+    def acknowledge(self, marks: Iterable[Mark]) -> None:
+        """A run end committed these marks."""
+        for mark in marks:
+            ack = self.acks.get((mark.stage, mark.item, mark.page))
+            if ack is not None:
+                ack.pending -= 1
+                if ack.pending <= 0:
+                    del self.acks[mark.stage, mark.item, mark.page]
+                    ack.event.set()
 
     async def record_step(self, stage: str, item: str, compensation: dict[str, Any]) -> None:
         """A side effect succeeded: remember how to undo it, now, in its own transaction."""
@@ -130,6 +150,14 @@ class RunContext:
             if tally.check.on == "responses"
             and self.pipeline.inputs_of(tally.check.name) == (fetch_name,)
         ]
+
+
+class _Ack:
+    __slots__ = ("event", "pending")
+
+    def __init__(self, ends: int) -> None:
+        self.pending = ends
+        self.event = anyio.Event()
 
 
 def _add_stages(base: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:

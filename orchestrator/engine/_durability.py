@@ -8,6 +8,11 @@ its records are what the next stage's items are made of, so they are needed agai
 
 An item is done when its final mark reached every end of the run that its records
 reach: each store (committed with the rows) and each stage nothing reads from.
+
+A checkpointed fetch whose records reach its ends through transforms and checks only is
+*acknowledged*: each worker waits until its item is committed before it takes another,
+so a crash redoes at most what the workers had in hand — the connector's concurrency.
+(Behind an aggregate, which emits only at the end, the workers do not wait.)
 """
 
 from __future__ import annotations
@@ -18,31 +23,38 @@ from typing import Any
 
 import orjson
 
-from podium.pipeline import Fetch, Pipeline
+from podium.pipeline import Aggregate, Fetch, Pipeline
 
 
 @dataclass(frozen=True, slots=True)
 class DurabilityPlan:
     # Leaf fetch stages → the ends of the run their records reach.
     sinks: dict[str, frozenset[str]]
+    # Those whose records reach their ends through no aggregate.
+    acked: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> DurabilityPlan:
         sinks: dict[str, frozenset[str]] = {}
+        acked: set[str] = set()
         for stage in pipeline.stages:
             if isinstance(stage, Fetch):
                 reached = _ends(pipeline, stage.name)
                 if reached is not None:
-                    sinks[stage.name] = reached
-        return cls(sinks)
+                    sinks[stage.name], direct = reached
+                    if direct:
+                        acked.add(stage.name)
+        return cls(sinks, frozenset(acked))
 
     def checkpointed(self, stage: str) -> bool:
         return stage in self.sinks
 
 
-def _ends(pipeline: Pipeline, start: str) -> frozenset[str] | None:
-    """The ends reachable from ``start``; None when another fetch fans out over it."""
+def _ends(pipeline: Pipeline, start: str) -> tuple[frozenset[str], bool] | None:
+    """The ends reachable from ``start``, and whether no aggregate stands on the way;
+    None when another fetch fans out over it."""
     ends: set[str] = set()
+    direct = True
     pending, seen = [start], {start}
     while pending:
         name = pending.pop()
@@ -50,12 +62,15 @@ def _ends(pipeline: Pipeline, start: str) -> frozenset[str] | None:
         if not consumers:
             ends.add(name)
         for consumer in consumers:
-            if isinstance(pipeline.stage(consumer), Fetch):
+            stage = pipeline.stage(consumer)
+            if isinstance(stage, Fetch):
                 return None
+            if isinstance(stage, Aggregate):
+                direct = False
             if consumer not in seen:
                 seen.add(consumer)
                 pending.append(consumer)
-    return frozenset(ends)
+    return frozenset(ends), direct
 
 
 def item_key(index: int | None, values: dict[str, Any]) -> str:

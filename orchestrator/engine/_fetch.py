@@ -67,6 +67,13 @@ class FetchTask:
         self.credential_failure: CredentialError | None = None
         self.marked = ctx.progress_kept and ctx.durability.checkpointed(stage.name)
         self.sinks = ctx.durability.sinks.get(stage.name, frozenset())
+        # Each worker waits for its item's commit before it takes another (see _durability).
+        self.acked = self.marked and stage.name in ctx.durability.acked
+        # What is the same for every item, decided once (this runs per request).
+        self.progress = ctx.progress if self.marked else None
+        self.skip_side_effects = ctx.dry_run and stage.side_effect
+        self.idempotent = stage.sends_idempotency_key
+        self.compensating = stage.side_effect and stage.compensate is not None
 
     async def run(self, inbox: Inbox | None) -> None:
         if self.ctx.replay is not None:
@@ -123,11 +130,11 @@ class FetchTask:
     async def item(self, key: str, values: dict[str, Any]) -> None:
         """One fan-out item: skip it when an earlier attempt carried it, else build its
         first request and follow its chain (from where an earlier attempt stopped)."""
-        progress = self.ctx.progress if self.marked else None
+        progress = self.progress
         if progress is not None and progress.done(self.stage.name, key, self.sinks):
             return
         stage = self.stage
-        if self.ctx.dry_run and stage.side_effect:
+        if self.skip_side_effects:
             # A dry run changes nothing: a POST, PUT, PATCH or DELETE is not sent.
             self.stats.not_sent += 1
             if self.stats.not_sent == 1:
@@ -147,7 +154,7 @@ class FetchTask:
             return
         if self.since:
             request = request.with_params(**self.since)
-        if stage.sends_idempotency_key:
+        if self.idempotent:
             request = request.with_headers(**{"Idempotency-Key": self._idempotency(key)})
         carried = None
         if stage.carry:
@@ -194,7 +201,9 @@ class FetchTask:
                 await self._emit(page, carried, ())
                 if await self._pages(paginator, [following, *rest], key, values, carried):  # type: ignore[list-item]
                     complete = self._complete(paginator, response.url, key, values, pages)
-                    await self.emit([], self._marks(key, pages + 1 + len(rest), done=complete))
+                    await self._emit_marked(
+                        [], self._marks(key, pages + 1 + len(rest), done=complete)
+                    )
                 return
             if following is None:
                 complete = self._complete(paginator, response.url, key, values, pages)
@@ -284,7 +293,7 @@ class FetchTask:
         except ResponseError as exc:
             self._bad_response(exc, response.url, key, values, page)
             return None
-        if self.stage.side_effect and self.stage.compensate is not None:
+        if self.compensating:
             compensation = compensation_for(self.stage, self.ctx.params, values, response)
             await self.ctx.record_step(self.stage.name, f"{key}/{page}", compensation)
         return response, records
@@ -295,7 +304,18 @@ class FetchTask:
             for record in records:
                 record.update(carried)
         self.stats.records_out += len(records)
+        await self._emit_marked(records, marks)
+
+    async def _emit_marked(self, records: list[Record], marks: Marks) -> None:
+        """Send a batch on; for an acknowledged stage, return once its mark is committed
+        by every end it reaches — so a crash never finds more than the workers in hand."""
+        if not (self.acked and marks):
+            await self.emit(records, marks)
+            return
+        committed = [self.ctx.await_ack(mark, len(self.sinks)) for mark in marks]
         await self.emit(records, marks)
+        for event in committed:
+            await event.wait()
 
     def _marks(
         self, key: str, pages: int, *, done: bool, resume: dict[str, Any] | None = None

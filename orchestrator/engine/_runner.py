@@ -15,7 +15,7 @@ import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -28,6 +28,7 @@ from .._redact import Redactor
 from ..http import Gateway, Transports
 from ..storage import (
     COUNTS,
+    LEASE,
     CheckResultRow,
     Database,
     DeadLetterRow,
@@ -47,7 +48,8 @@ from ._wiring import run_stages
 
 # Seconds the final journal write may take, even during cancellation.
 JOURNAL_DEADLINE = 15.0
-# How often a running run renews its lease and writes its counters to its row.
+# How often a running run renews its lease and writes its counters to its row, at most:
+# a fifth of the lease when that is shorter, so four heartbeats may be late before it lapses.
 HEARTBEAT_SECONDS = 3.0
 # Seconds compensations may take once a run has failed.
 COMPENSATION_DEADLINE = 120.0
@@ -108,6 +110,7 @@ async def run_pipeline(
     resume: RunRow | None = None,
     replay: dict[str, list[DeadLetterRow]] | None = None,
     replay_of: str | None = None,
+    lease: timedelta = LEASE,
 ) -> RunResult:
     """Run ``pipeline`` once and record it; raises only for errors before the run starts.
 
@@ -132,7 +135,7 @@ async def run_pipeline(
         stats.stages[stage.name] = StageStats(
             kind=stage.kind, planned=getattr(stage, "fan_out_size", lambda: None)()
         )
-    journal = Journal(database)
+    journal = Journal(database, lease=lease)
     redactor = Redactor(secrets)
     for connector in connectors.values():
         redactor.add(connector.secrets())
@@ -302,8 +305,9 @@ async def _heartbeat(ctx: RunContext, journal: Journal) -> None:
     """Every few seconds until cancelled: renew the lease, write the counters, commit the
     marks of run ends that store nothing. A run that is killed shows what it had done; a
     run whose row was taken from it (it stalled past its lease) stops."""
+    every = min(HEARTBEAT_SECONDS, journal.lease.total_seconds() / 5)
     while True:
-        await anyio.sleep(HEARTBEAT_SECONDS)
+        await anyio.sleep(every)
         ctx.copy_counts()
         try:
             mine = await journal.heartbeat(ctx.run)

@@ -42,6 +42,9 @@ def make_emit(ctx: RunContext, name: str, outboxes: list[Outbox]) -> Emit:
         async def end(batch: list[Record], marks: Marks) -> None:
             if marks and ctx.progress_kept:
                 ctx.pending_marks.setdefault(name, []).extend(marks)
+                # Processed: this end keeps nothing a crash could lose, so it need not
+                # hold up the worker until its checkpoint is written.
+                ctx.acknowledge(marks)
 
         return end
     first, rest = outboxes[0], outboxes[1:]

@@ -38,10 +38,11 @@ class StoreTask:
             self.buffer.extend(self._keyed(batch))
             if marks and self.ctx.progress_kept:
                 self.marks.append((len(self.buffer), marks))
-            if (
-                len(self.buffer) < size
-                and time.monotonic() - self.last_flush < self.stage.flush_seconds
-            ):
+            due = time.monotonic() - self.last_flush >= self.stage.flush_seconds
+            # Workers waiting for their marks wait on this store: with nothing more to
+            # read right now, it commits what it has instead of filling a batch.
+            waited_on = bool(self.marks) and _drained(inbox)
+            if len(self.buffer) < size and not due and not waited_on:
                 continue
             while len(self.buffer) > size:
                 await self._flush(size)
@@ -85,10 +86,12 @@ class StoreTask:
             await ctx.database.run(
                 "recording the run's progress", commit_marks, ctx.run.id, self.stage.name, marks
             )
+            ctx.acknowledge(marks)
             return
         else:
             also = partial(self._progress, marks=marks, rows=len(rows))
             written = await self.writer.write(rows, also=also)
+            ctx.acknowledge(marks)  # committed: the workers waiting on them go on
         ctx.stats.stored += written
         self.stats.records_out += written
         self.stats.done += 1
@@ -99,3 +102,9 @@ class StoreTask:
             commit_marks(conn, self.ctx.run.id, self.stage.name, marks)
         if self.ctx.progress_kept:
             add_stored(conn, self.ctx.run.id, rows)
+
+
+def _drained(inbox: Inbox | None) -> bool:
+    """Whether nothing more is waiting in the store's inbox at this moment."""
+    statistics = getattr(inbox, "statistics", None)
+    return statistics is None or statistics().current_buffer_used == 0

@@ -1,6 +1,6 @@
 """Storage: the database a run writes to, the tables it upserts into, and the journal."""
 
-from ._checkpoints import NO_STORE, Mark, Progress, commit_marks
+from ._checkpoints import Mark, Progress, commit_marks
 from ._database import Database, engine_url, open_database, store_error
 from ._journal import LEASE, MAX_EVENTS_PER_RUN, Journal
 from ._rows import CheckResultRow, DeadLetterRow, RunEventRow, RunRow, SagaStepRow
@@ -13,7 +13,6 @@ __all__ = [
     "JOURNAL_TABLES",
     "LEASE",
     "MAX_EVENTS_PER_RUN",
-    "NO_STORE",
     "RUN_STATUSES",
     "CheckResultRow",
     "Database",

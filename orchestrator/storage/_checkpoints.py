@@ -1,9 +1,12 @@
-"""``podium_checkpoints``: how far a run got, so a resumed run makes only what is missing.
+"""A run's progress, so a resumed run makes only what is missing.
 
 A *mark* says that one fan-out item of a fetch stage has been carried to one of the
 run's ends — to a store, in the same transaction as the rows it produced, or to a stage
-that ends the run without storing. ``pages`` counts the pages carried so far; ``done``
-says the item's whole chain was; ``resume`` is where a paginated chain continues.
+that ends the run without storing. ``page`` counts the pages carried so far; ``done``
+says the item's whole chain was; ``resume`` is where a paginated chain goes on.
+
+Done items are kept as one list per commit (``podium_items_done``); a chain still going
+on keeps one row per item (``podium_checkpoints``) with its resume point.
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, select
 
-from ._schema import checkpoints_table, utcnow
-
-NO_STORE = "-"  # the sink name of a mark committed by a run end that stores nothing
+from ._schema import checkpoints_table, items_done_table, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,75 +33,97 @@ class Mark:
 
 
 def commit_marks(conn: Connection, run_id: str, sink: str, marks: Iterable[Mark]) -> None:
-    """Record marks for ``sink``: a page count only grows, and done stays done."""
+    """Record what ``sink`` has carried: the done items as one list per stage, and the
+    furthest page of each chain still going on."""
+    done: dict[str, list[str]] = {}
+    going: dict[tuple[str, str], Mark] = {}
+    for mark in marks:
+        if mark.done:
+            done.setdefault(mark.stage, []).append(mark.item)
+            going.pop((mark.stage, mark.item), None)
+        elif mark.item not in done.get(mark.stage, ()):
+            seen = going.get((mark.stage, mark.item))
+            if seen is None or mark.page > seen.page:
+                going[mark.stage, mark.item] = mark
+    if done:
+        conn.execute(
+            _INSERT_DONE,
+            [
+                {"run_id": run_id, "stage": s, "sink": sink, "items": items}
+                for s, items in done.items()
+            ],
+        )
+    if going:
+        _upsert_chains(conn, run_id, sink, list(going.values()))
+
+
+_INSERT_DONE = items_done_table.insert()  # built once: it runs with every batch a store writes
+
+
+def _upsert_chains(conn: Connection, run_id: str, sink: str, marks: list[Mark]) -> None:
     from sqlalchemy.dialects import postgresql, sqlite
 
+    table = checkpoints_table
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    table, now = checkpoints_table, utcnow()
-    latest: dict[tuple[str, str], Mark] = {}
-    for mark in marks:  # the furthest mark per item wins
-        seen = latest.get((mark.stage, mark.item))
-        if seen is None or mark.done or (not seen.done and mark.page > seen.page):
-            latest[mark.stage, mark.item] = mark
-    for mark in latest.values():
-        row = {
-            "run_id": run_id,
-            "stage": mark.stage,
-            "item": mark.item,
-            "sink": sink,
-            "pages": mark.page,
-            "done": mark.done,
-            "resume": None if mark.done else mark.resume,
-            "at": now,
-        }
-        stmt = insert(table).values(**row)
-        excluded = stmt.excluded
-        keep_done = table.c.done | excluded.done
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.c.run_id, table.c.stage, table.c.item, table.c.sink],
-                set_={
-                    "pages": excluded.pages,
-                    "done": keep_done,
-                    "resume": excluded.resume,
-                    "at": excluded.at,
-                },
-                where=~table.c.done & (excluded.pages >= table.c.pages),
-            )
-        )
+    stmt = insert(table)
+    excluded = stmt.excluded
+    now = utcnow()
+    rows = [
+        {"run_id": run_id, "stage": m.stage, "item": m.item, "sink": sink, "pages": m.page,
+         "resume": m.resume, "at": now}
+        for m in marks
+    ]  # fmt: skip
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.run_id, table.c.stage, table.c.item, table.c.sink],
+            set_={"pages": excluded.pages, "resume": excluded.resume, "at": excluded.at},
+            where=excluded.pages >= table.c.pages,  # a page count only grows
+        ),
+        rows,
+    )
+
+
+def clear_progress(conn: Connection, run_id: str) -> None:
+    """A finished run's progress matters no more."""
+    conn.execute(sa.delete(checkpoints_table).where(checkpoints_table.c.run_id == run_id))
+    conn.execute(sa.delete(items_done_table).where(items_done_table.c.run_id == run_id))
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     """What a run had carried to its ends, by fetch stage and item."""
 
-    # (stage, item) → sink → (pages, done, resume)
-    marks: dict[tuple[str, str], dict[str, tuple[int, bool, dict[str, Any] | None]]]
+    # (stage, sink) → items done there
+    done_items: dict[tuple[str, str], set[str]]
+    # (stage, item) → sink → (pages, resume)
+    chains: dict[tuple[str, str], dict[str, tuple[int, dict[str, Any] | None]]]
 
     def done(self, stage: str, item: str, sinks: frozenset[str]) -> bool:
-        reached = self.marks.get((stage, item), {})
-        return bool(sinks) and all(reached.get(s, (0, False, None))[1] for s in sinks)
+        return bool(sinks) and all(item in self.done_items.get((stage, s), ()) for s in sinks)
 
     def resume_point(self, stage: str, item: str, sinks: frozenset[str]) -> dict[str, Any] | None:
-        """Where a partly carried chain goes on: the point every sink has reached."""
-        reached = self.marks.get((stage, item), {})
-        if not sinks or any(s not in reached for s in sinks):
+        """Where a partly carried chain goes on: the furthest page every end has reached.
+        An end that already has the whole chain needs nothing more, and does not hold
+        the others back."""
+        reached = self.chains.get((stage, item), {})
+        points = []
+        for sink in sinks:
+            if item in self.done_items.get((stage, sink), ()):
+                continue
+            if sink not in reached:
+                return None  # this end has no page of it: the chain starts again
+            points.append(reached[sink])
+        if not points:
             return None
-        points = [reached[s] for s in sinks]
-        pages = min(p for p, _done, _resume in points)
-        for page, _done, resume in points:
-            if page == pages and resume is not None:
-                return resume
-        return None
-
-    def items_done(self, stage: str, sinks: frozenset[str]) -> set[str]:
-        return {item for (s, item) in self.marks if s == stage and self.done(s, item, sinks)}
+        pages = min(p for p, _resume in points)
+        return next((resume for p, resume in points if p == pages and resume is not None), None)
 
 
 def load_progress(conn: Connection, run_id: str) -> Progress:
-    table = checkpoints_table
-    rows = conn.execute(select(table).where(table.c.run_id == run_id))
-    marks: dict[tuple[str, str], dict[str, tuple[int, bool, dict[str, Any] | None]]] = {}
-    for row in rows:
-        marks.setdefault((row.stage, row.item), {})[row.sink] = (row.pages, row.done, row.resume)
-    return Progress(marks)
+    done: dict[tuple[str, str], set[str]] = {}
+    for row in conn.execute(select(items_done_table).where(items_done_table.c.run_id == run_id)):
+        done.setdefault((row.stage, row.sink), set()).update(row.items)
+    chains: dict[tuple[str, str], dict[str, tuple[int, dict[str, Any] | None]]] = {}
+    for row in conn.execute(select(checkpoints_table).where(checkpoints_table.c.run_id == run_id)):
+        chains.setdefault((row.stage, row.item), {})[row.sink] = (row.pages, row.resume)
+    return Progress(done, chains)

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, desc, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ._checkpoints import clear_progress
 from ._schema import (
-    checkpoints_table,
     checks_table,
     dead_letters_table,
     events_table,
@@ -68,9 +68,17 @@ def heartbeat(conn: Connection, run_id: str, attempt: int, values: dict[str, Any
     return bool(conn.execute(update(RUNS).where(mine).values(**values)).rowcount)
 
 
+# Built once: it runs with every batch a store writes.
+_ADD_STORED = (
+    update(RUNS)
+    .where(RUNS.c.id == sa.bindparam("run_id"))
+    .values(stored=RUNS.c.stored + sa.bindparam("rows", type_=sa.Integer))
+)
+
+
 def add_stored(conn: Connection, run_id: str, rows: int) -> None:
     """Count rows stored, in the transaction that stored them: exact even after a kill."""
-    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(stored=RUNS.c.stored + rows))
+    conn.execute(_ADD_STORED, {"run_id": run_id, "rows": rows})
 
 
 def finish_run(
@@ -97,8 +105,7 @@ def finish_run(
     if marks:
         advance_marks(conn, run["pipeline"], marks)
     if run["status"] != "interrupted":
-        # Progress matters only to a run that may be resumed.
-        conn.execute(checkpoints_table.delete().where(checkpoints_table.c.run_id == run_id))
+        clear_progress(conn, run_id)  # progress matters only to a run that may be resumed
     return True
 
 

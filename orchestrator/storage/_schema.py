@@ -6,8 +6,9 @@ SQLAlchemy Core (podium's bookkeeping needs no ORM, and skipping it keeps start-
 ``podium_run_events`` what went wrong in a run without stopping it
 ``podium_check_results`` each check's outcome over a run
 ``podium_state``      small durable values per pipeline (incremental high-water marks)
-``podium_checkpoints`` a run's progress: which fan-out items (and pages) are done,
-                      written in the same transaction as the rows they cover
+``podium_checkpoints`` a run's progress through page chains still going on
+``podium_items_done``  the fan-out items a run carried to an end, a list per commit —
+                      both written in the same transaction as the rows they cover
 ``podium_dead_letters`` requests that failed for good and records that were rejected
 ``podium_saga_steps`` side effects a run performed, and their compensation
 
@@ -143,13 +144,24 @@ checkpoints_table = sa.Table(
     sa.Column("stage", sa.String(200), primary_key=True),
     # The fan-out item: "#<index>" of a for_each, or a digest of the record it came from.
     sa.Column("item", sa.String(80), primary_key=True),
-    # The sink that committed it: a store stage, or "-" for the run's other ends.
+    # The run end that committed it: a store stage, or another stage nothing reads.
     sa.Column("sink", sa.String(200), primary_key=True),
     sa.Column("pages", sa.Integer, nullable=False, default=0),
-    sa.Column("done", sa.Boolean, nullable=False, default=False),
-    # Where a paginated chain continues: the next request and the paginator's state.
+    # Where the chain continues: the next request and the paginator's state.
     sa.Column("resume", sa.JSON),
     sa.Column("at", UTCDateTime(), nullable=False),
+)
+
+# One row per commit, not per item: a fan-out of thousands of single requests costs a
+# handful of rows, and reading them back is a union of lists.
+items_done_table = sa.Table(
+    "podium_items_done",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(32), nullable=False, index=True),
+    sa.Column("stage", sa.String(200), nullable=False),
+    sa.Column("sink", sa.String(200), nullable=False),
+    sa.Column("items", sa.JSON, nullable=False),
 )
 
 dead_letters_table = sa.Table(
@@ -199,6 +211,7 @@ JOURNAL_TABLES = [
     checks_table,
     state_table,
     checkpoints_table,
+    items_done_table,
     dead_letters_table,
     saga_table,
 ]

@@ -15,6 +15,9 @@ from . import _run  # noqa: F401  (registers its commands)
 from . import _history  # noqa: F401
 
 # isort: split
+from . import _dead_letters  # noqa: F401
+
+# isort: split
 from . import _connectors, _daemon  # noqa: F401
 from ._app import app
 

@@ -69,6 +69,7 @@ def user_errors(fn: F) -> F:
             PipelineError,
             PluginError,
             PodiumError,
+            ResumeRefused,
             RunNotFound,
         )
 
@@ -79,7 +80,9 @@ def user_errors(fn: F) -> F:
             if found is None:
                 raise
             error(str(found))
-            usage = isinstance(found, ConfigError | PipelineError | PluginError | RunNotFound)
+            usage = isinstance(
+                found, ConfigError | PipelineError | PluginError | RunNotFound | ResumeRefused
+            )
             raise typer.Exit(EXIT_USAGE if usage else EXIT_FAILED) from None
         except KeyboardInterrupt:
             plain("podium: interrupted", stderr=True)

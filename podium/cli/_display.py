@@ -15,6 +15,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from podium.orchestrator import CheckResultRow, Config, RunEventRow, RunResult, RunRow
+    from podium.orchestrator.storage import DeadLetterRow, SagaStepRow
 
 STATUS_STYLE = {
     "ok": "green",
@@ -108,16 +109,84 @@ def events_table(events: list[RunEventRow], limit: int = 10) -> Table | None:
 
 
 def run_report(
-    run: RunRow, checks: list[CheckResultRow], events: list[RunEventRow], *, events_limit: int = 10
+    run: RunRow,
+    checks: list[CheckResultRow],
+    events: list[RunEventRow],
+    *,
+    events_limit: int = 10,
+    steps: list[SagaStepRow] | None = None,
+    dead_letters: int = 0,
 ) -> list[RenderableType]:
     """What ``podium run`` prints at the end and ``podium show`` prints for a past run."""
     parts: list[RenderableType] = [stage_table(run)]
-    for table in (checks_table(checks), events_table(events, events_limit)):
-        if table is not None:
-            parts.append(table)
+    tables = (
+        attempts_table(run),
+        checks_table(checks),
+        steps_table(steps or []),
+        events_table(events, events_limit),
+    )
+    parts.extend(table for table in tables if table is not None)
+    if dead_letters:
+        parts.append(
+            Text(f"{dead_letters} dead letter(s): podium dead-letters {run.id[:8]}", style="yellow")
+        )
     if run.error:
         parts.append(Text.assemble(("error: ", "red"), run.error))
     return parts
+
+
+def attempts_table(run: RunRow) -> Table | None:
+    """A resumed run's earlier attempts: who ran each, until when, and why it ended."""
+    if not run.attempts:
+        return None
+    table = Table(title=f"attempts ({run.attempt})", title_justify="left")
+    for column in ("attempt", "node", "from", "to", "requests", "stored", "ended"):
+        table.add_column(column, overflow="fold")
+    for a in run.attempts:
+        started, ended = str(a.get("started_at"))[:19], str(a.get("ended_at"))[:19]
+        table.add_row(
+            str(a.get("attempt")), Text(str(a.get("node") or "")), Text(started), Text(ended),
+            str(a.get("requests", "")), str(a.get("stored", "")), Text(str(a.get("cause") or "")),
+        )  # fmt: skip
+    table.add_row(str(run.attempt), Text(run.node or ""), "", "", "", "", status_text(run.status))
+    return table
+
+
+def steps_table(steps: list[SagaStepRow]) -> Table | None:
+    """The side effects a run performed, and how each was undone (or not)."""
+    if not steps:
+        return None
+    table = Table(title=f"side effects ({len(steps)})", title_justify="left")
+    for column in ("seq", "stage", "item", "undone by", "state"):
+        table.add_column(column, overflow="fold")
+    for s in steps:
+        spec = s.compensation
+        undo = f"{spec.get('method', '')} {spec.get('path', '')}".strip() or spec.get("error", "")
+        state = {"done": "kept", "compensated": "undone", "failed": "NOT undone"}.get(
+            s.status, s.status
+        )
+        style = "red" if s.status == "failed" else "green" if s.status == "compensated" else ""
+        label = Text(state + (f": {s.error}" if s.error else ""), style=style)
+        table.add_row(str(s.seq), Text(s.stage), Text(s.item), Text(undo), label)
+    return table
+
+
+def dead_letters_table(letters: list[DeadLetterRow], *, where: str) -> RenderableType:
+    if not letters:
+        return Text(f"no dead letters in {where}")
+    table = Table(title=f"dead letters ({len(letters)})", title_justify="left")
+    for column in ("run", "stage", "kind", "item", "cause", "request / record", "replayed"):
+        table.add_column(column, overflow="fold")
+    for d in letters:
+        what = d.request or d.record or {}
+        shown = (
+            f"{what.get('method', '')} {what.get('url', '')}".strip() if d.request else str(what)
+        )
+        table.add_row(
+            d.run_id[:8], Text(d.stage), d.kind, Text(str(d.item or "")), Text(d.cause),
+            Text(shown), (d.replayed_in or "")[:8],
+        )  # fmt: skip
+    return table
 
 
 def runs_listing(runs: list[RunRow], *, where: str) -> RenderableType:

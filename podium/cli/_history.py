@@ -103,17 +103,29 @@ def show(
     from ._display import run_report
 
     loaded = load_config(config)
-    run, events, checks = anyio.run(
-        _journal_call, loaded.database.url, "run", run_id, backend="asyncio"
-    )
+
+    async def fetch() -> Any:
+        from podium.orchestrator import Journal, open_database
+
+        async with open_database(loaded.database.url) as db:
+            journal = Journal(db, lease=loaded.journal.lease)
+            run, events, checks = await journal.run(run_id)
+            steps = await journal.steps(run.id)
+            letters = await journal.dead_letters(run.id, limit=100_000)
+            return run, events, checks, steps, letters
+
+    run, events, checks, steps, letters = anyio.run(fetch, backend="asyncio")
     if as_json:
         data = {
             "run": run.model_dump(mode="json"),
             "checks": [c.model_dump(mode="json") for c in checks],
             "events": [e.model_dump(mode="json") for e in events],
+            "side_effects": [s.model_dump(mode="json") for s in steps],
+            "dead_letters": len(letters),
         }
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     out = console()
-    for part in run_report(run, checks, events, events_limit=50):
+    parts = run_report(run, checks, events, events_limit=50, steps=steps, dead_letters=len(letters))
+    for part in parts:
         out.print(part)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,7 +20,8 @@ from ._app import DEFAULT_CONFIG, EXIT_FAILED, ConfigOption, app, console, error
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from podium.orchestrator import Config, RunResult
+    from podium.orchestrator import Config, Database, RunResult, RunRow
+    from podium.pipeline import Pipeline
 
 
 def parse_params(values: list[str] | None) -> dict[str, Any]:
@@ -40,6 +42,43 @@ def parse_params(values: list[str] | None) -> dict[str, Any]:
     return params
 
 
+async def _interrupted_run(
+    config: Config, database: Database, pipeline: Pipeline, params: dict[str, Any]
+) -> RunRow:
+    """The pipeline's latest interrupted run, claimed by this process to continue it —
+    after checking it can be: a run refused is left as it was."""
+    import os
+
+    from podium.orchestrator import Journal
+    from podium.orchestrator.engine import pipeline_hash, this_process
+    from podium.pipeline import ResumeRefused
+
+    name = pipeline.name
+    journal = Journal(database, lease=config.journal.lease)
+    found = await journal.runs(name, 1)
+    latest = found[0] if found else None
+    if latest is None or latest.status != "interrupted":
+        state = f"its latest run is {latest.status}" if latest else "it has no runs"
+        if latest is not None and latest.status == "running" and latest.lease_expires_at:
+            left = (latest.lease_expires_at - datetime.now(UTC)).total_seconds()
+            state += (
+                f" (its lease runs out in {max(left, 0):.0f}s: if its process is gone, it "
+                "can be resumed then)"
+            )
+        raise ResumeRefused(f"nothing to resume: {state} (see: podium runs {name})")
+    if latest.pipeline_hash != pipeline_hash(pipeline, {**pipeline.params, **params}):
+        raise ResumeRefused(
+            f"run {latest.id} of {name!r} was started with another definition of the "
+            "pipeline (its stages or parameters changed since): start a new run"
+        )
+    claimed = await journal.claim(
+        latest, node=this_process(), pid=os.getpid(), lock_key=latest.lock_key, cause="--resume"
+    )
+    if claimed is None:
+        raise ResumeRefused(f"run {latest.id} of {name!r} was taken over by another process")
+    return claimed
+
+
 async def _execute(
     config: Config,
     name: str,
@@ -48,6 +87,7 @@ async def _execute(
     dry_run: bool,
     progress: Console | None,
     log_level: str = "INFO",
+    resume: bool = False,
 ) -> RunResult:
     import anyio
 
@@ -72,8 +112,12 @@ async def _execute(
         dry_run=dry_run,
         stats=stats,
         secrets=config.secrets,
+        lease=config.journal.lease,
     )
     async with open_database(config.database.url) as database:
+        if resume:
+            claimed = await _interrupted_run(config, database, pipeline, params)
+            run = functools.partial(run, resume=claimed)
         if progress is None:
             return await run(database=database)
         from podium.orchestrator import configure_logging
@@ -113,7 +157,7 @@ def _demo_hint(config: Config, result: RunResult) -> str | None:
     return None
 
 
-def _report(result: RunResult, *, as_json: bool, hint: str | None = None) -> None:
+def report(result: RunResult, *, as_json: bool, hint: str | None = None) -> None:
     from ._display import result_json, run_report
 
     if as_json:
@@ -143,6 +187,7 @@ def run_command(
     as_json: bool,
     log_json: bool,
     verbose: bool,
+    resume: bool = False,
 ) -> None:
     import anyio
 
@@ -162,10 +207,11 @@ def run_command(
             dry_run=dry_run,
             progress=err if show_progress else None,
             log_level=level,
+            resume=resume,
         ),
         backend="asyncio",
     )
-    _report(result, as_json=as_json, hint=_demo_hint(config, result))
+    report(result, as_json=as_json, hint=_demo_hint(config, result))
 
 
 @app.command()
@@ -182,6 +228,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     log_json: Annotated[bool, typer.Option("--log-json", help="log JSON lines to stderr")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="continue the pipeline's latest interrupted run where it stopped"
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline once, with live progress and a summary."""
     run_command(
@@ -192,6 +244,7 @@ def run(
         as_json=as_json,
         log_json=log_json,
         verbose=verbose,
+        resume=resume,
     )
 
 
