@@ -72,7 +72,7 @@ def _absolute(url: str, base_url: str) -> str:
 class _AuthBase(BaseModel):
     """Base of every auth scheme; a plugin's own scheme subclasses ``Auth``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_line_values(self) -> _AuthBase:

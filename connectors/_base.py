@@ -27,7 +27,7 @@ from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage, _Paginato
 class RetryPolicy(BaseModel):
     """Retries for connection errors, timeouts, 5xx and 429; other 4xx are final."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     attempts: int = Field(default=4, ge=1, le=100)
     backoff: float = Field(default=0.5, ge=0, description="first wait in seconds; doubles")
@@ -41,7 +41,7 @@ class RetryPolicy(BaseModel):
 class RedirectPolicy(BaseModel):
     """How redirects are followed (by podium, not the HTTP client, so credentials stay put)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     follow: bool = True
     max: int = Field(default=10, ge=0, le=50)
@@ -53,7 +53,7 @@ class RedirectPolicy(BaseModel):
 class TlsConfig(BaseModel):
     """Certificate checking for HTTPS: a private CA, or (for a test host) no checking."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     verify: bool = True
     ca_file: str | None = None
@@ -62,7 +62,8 @@ class TlsConfig(BaseModel):
 class ConnectorConfig(BaseModel):
     """Settings every connector has; a plugin's Config subclasses this."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are refused: a timeout of inf would pass here and crash aiohttp later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: str
     # Prefixed to every fetch path; empty when the paths are absolute URLs.

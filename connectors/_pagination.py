@@ -68,7 +68,7 @@ def _count(expression: str, value: Any) -> int:
 
 
 class _Paginator(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
     max_pages: int | None = Field(default=None, ge=1)
     # A JMESPath that reads a "more pages follow" flag (e.g. has_more); false ends the chain.

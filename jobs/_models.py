@@ -44,7 +44,7 @@ def check_node_id(node_id: str) -> str:
 class SchedulerSettings(BaseModel):
     """The ``[scheduler]`` table."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Empty: one node, schedules in memory. postgresql+asyncpg://…: shared by every node.
     url: str | None = None

@@ -30,7 +30,7 @@ from ._stages import (
 class RunPolicy(BaseModel):
     """How failures decide a run's status."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Failed requests up to this share of all requests leave the run `partial`; more make it
     # `failed`. 0 makes any failed request fail the run.
@@ -60,14 +60,14 @@ StageField = Annotated[
 class Pipeline(BaseModel):
     """Stages in order; each reads the stage before unless it names its inputs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     stages: list[StageField] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     policy: RunPolicy = Field(default_factory=RunPolicy)
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # When the daemon runs it on its own; runs started by hand ignore it.
     schedule: Schedule | None = None
 

@@ -10,6 +10,7 @@ builds its trigger.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -19,6 +20,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_SECONDS = 100 * 365 * 86400
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
@@ -26,14 +28,19 @@ def parse_duration(value: Any) -> timedelta:
     """``30`` (seconds), ``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` → timedelta."""
     if isinstance(value, timedelta):
         return value
+    seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         parts = _PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
-    raise ValueError(f'not a duration: {value!r} (e.g. 30, "90s", "5m", "1h30m")')
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds is None:
+        raise ValueError(f'not a duration: {value!r} (e.g. 30, "90s", "5m", "1h30m")')
+    if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_SECONDS:
+        raise ValueError(f"duration out of range: {value!r} (0 to 100 years)")
+    return timedelta(seconds=seconds)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -42,7 +49,7 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 class Schedule(BaseModel):
     """``schedule = { interval = "5m" }`` or ``{ cron = "0 * * * *", timezone = "…" }``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cron: str | None = None  # 5 fields, or 6 with seconds first
     interval: Duration | None = None

@@ -30,7 +30,11 @@ class Stage(BaseModel):
     """A named step; ``inputs`` (``from`` in TOML) names the stages it reads."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        arbitrary_types_allowed=True,
+        allow_inf_nan=False,
     )
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -51,7 +55,7 @@ class Stage(BaseModel):
 
 
 class Range(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     range: tuple[int, int] | tuple[int, int, int]
 
 
@@ -59,7 +63,7 @@ class Incremental(BaseModel):
     """Fetch only what is new since the last run: the highest ``cursor_field`` value stored
     so far is sent as the request parameter ``param`` (``initial`` on the first run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     # A record field (``a.b`` for nested) whose values only grow: a timestamp or an id.
     cursor_field: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
     param: str
@@ -75,7 +79,7 @@ class Compensate(BaseModel):
     effect succeeded: templates see the item's fields, ``{params.x}`` and the response
     (``{response.id}``, the answer's JSON body)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     method: Literal["DELETE", "POST", "PUT", "PATCH"] = "DELETE"
     path: str
@@ -155,7 +159,11 @@ class Fetch(Stage):
     @field_validator("carry", mode="before")
     @classmethod
     def _carry_list(cls, value: Any) -> Any:
-        return {name: name for name in value} if isinstance(value, list) else value
+        # A list of field names carries each under its own name; anything else in a list
+        # is left for pydantic to refuse ("carry: input should be a valid dictionary").
+        if isinstance(value, list) and all(isinstance(name, str) for name in value):
+            return {name: name for name in value}
+        return value
 
     @field_validator("records")
     @classmethod

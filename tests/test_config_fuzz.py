@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from podium.cli import app
 from podium.cli.demo import serve_demo_api
-from podium.pipeline import Schedule
 
 # --------------------------------------------------------------------------------------
 # Seeds: small valid configs. base_url comes from the environment so the text (and so
@@ -523,93 +522,8 @@ def broken_configs(draw: st.DrawFn) -> Case:
     if draw(st.integers(0, 3)) == 0:  # one case in four also gets its bytes damaged
         data, more = _corrupt_bytes(draw, data)
         log += more
-    # Shapes of bugs already reported (KNOWN_BUGS) are left out, so the budget goes to
-    # finding new ones; test_known_podium_bugs keeps each one as a strict xfail.
-    assume(known_bug(_parsed(data)) is None)
     return Case(seed, SEED_PIPELINE[seed], data, log)
 
-
-# --------------------------------------------------------------------------------------
-# Bugs this fuzzer found in podium, reported and not fixed here (another change owns
-# those files). Each is a strict xfail in test_known_podium_bugs: once podium is fixed
-# it passes, the xfail fails, and its entry here and the exclusion should go.
-# --------------------------------------------------------------------------------------
-
-KNOWN_BUGS = {
-    "carry-list": "a 'carry' list holding a table or list: TypeError from Fetch._carry_list",
-    "duration-overflow": "a duration past timedelta's range (schedule interval/jitter/"
-    "timeout, [scheduler] grace…): OverflowError from parse_duration",
-    "line-break-in-name": "a line break in a key or a field name is printed raw: the error "
-    "takes 2 lines",
-    "infinite-timeout": "a connector timeout = inf passes validation, then the run crashes "
-    "with OverflowError inside aiohttp",
-    "nul-in-database-url": "a NUL in [database] url passes validation, then opening the "
-    "SQLite file raises ValueError: embedded null byte",
-}
-SCHEDULE_DURATIONS = ("interval", "jitter", "timeout")
-SCHEDULER_DURATIONS = ("grace", "default_timeout", "misfire_after", "lease", "cleanup")
-# Stage keys whose strings are field or stage names, which messages list as they are.
-NAME_KEYS = {"name", "from", "select", "drop", "key", "group_by", "merge_on", "rename", "carry"}
-# What str.splitlines() splits on: a key holding one of these prints as two lines.
-LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-
-
-def _parsed(data: bytes) -> dict[str, Any] | None:
-    try:
-        return tomllib.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
-
-
-def _overflows_as_duration(value: Any) -> bool:
-    try:
-        Schedule.model_validate({"interval": value})
-    except OverflowError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-def known_bug(doc: dict[str, Any] | None) -> str | None:
-    """Which of KNOWN_BUGS a parsed config has the exact shape of, or None."""
-    if doc is None:
-        return None  # not TOML: reported as such, before any of those code paths
-    for path, value in _nodes(doc):
-        key = path[-1]
-        if isinstance(key, str) and any(ch in key for ch in LINE_BREAKS):
-            return "line-break-in-name"
-        # pipelines.P.stages[i].<name key>, and anything inside it
-        a_name = len(path) >= 5 and path[0] == "pipelines" and path[2] == "stages"
-        a_name = a_name and path[4] in NAME_KEYS
-        if a_name and isinstance(value, str) and any(ch in value for ch in LINE_BREAKS):
-            return "line-break-in-name"
-        if path == ("database", "url") and isinstance(value, str) and "\x00" in value:
-            return "nul-in-database-url"
-        if (
-            key == "carry"
-            and isinstance(value, list)
-            and any(isinstance(item, dict | list) for item in value)
-        ):
-            return "carry-list"
-        duration = (path[-2:-1] == ("schedule",) and key in SCHEDULE_DURATIONS) or (
-            path[:1] == ("scheduler",) and len(path) == 2 and key in SCHEDULER_DURATIONS
-        )
-        if duration and _overflows_as_duration(value):
-            return "duration-overflow"
-        if (
-            len(path) == 3
-            and path[0] == "connectors"
-            and key in ("timeout", "connect_timeout")
-            and value == float("inf")
-        ):
-            return "infinite-timeout"
-    return None
-
-
-# --------------------------------------------------------------------------------------
-# The checker: what every invocation must look like, whatever the config.
-# --------------------------------------------------------------------------------------
 
 ERROR_PREFIX = "podium: error: "
 _TRACEBACK_LINES = re.compile(
@@ -649,6 +563,13 @@ def cli_problems(
             f"not an error line: {line!r}" for line in lines if not line.startswith(ERROR_PREFIX)
         ]
     return problems
+
+
+def _parsed(data: bytes) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
 
 
 def _entries(data: bytes) -> int:
@@ -858,7 +779,9 @@ records = "cities"
 %s"""
 
 
-KNOWN_BUG_REPROS: list[tuple[str, str, list[str]]] = [
+# Bugs this fuzzer found (all fixed): each stays as the command a user would type, and
+# must now fail cleanly — one line, exit 2, no traceback — or run.
+FOUND_BUGS: list[tuple[str, str, list[str]]] = [
     # (bug, config.toml, command)
     ("carry-list", _FETCH % ("", "", "carry = [{ a = 1 }]\n"), ["validate"]),
     ("carry-list", _FETCH % ("", "", 'carry = [["id"]]\n'), ["run", "p"]),
@@ -881,29 +804,16 @@ KNOWN_BUG_REPROS: list[tuple[str, str, list[str]]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("bug", "text", "args"), KNOWN_BUG_REPROS)
-def test_each_known_bug_has_the_shape_the_fuzzer_leaves_out(
-    bug: str, text: str, args: list[str]
-) -> None:
-    assert known_bug(tomllib.loads(text)) == bug
-
-
 @pytest.mark.parametrize(
     ("text", "args"),
-    [
-        pytest.param(
-            text,
-            args,
-            marks=pytest.mark.xfail(
-                strict=True, raises=AssertionError, reason=f"podium bug: {KNOWN_BUGS[bug]}"
-            ),
-            id=f"{bug}-{i}",
-        )
-        for i, (bug, text, args) in enumerate(KNOWN_BUG_REPROS)
-    ],
+    [pytest.param(text, args, id=f"{bug}-{i}") for i, (bug, text, args) in enumerate(FOUND_BUGS)],
 )
-def test_known_podium_bugs(text: str, args: list[str], demo_url: str, tmp_path: Path) -> None:
-    """The bugs the fuzzer found, minimised: each fails the checker until podium is fixed."""
+def test_bugs_the_fuzzer_found_stay_fixed(
+    text: str, args: list[str], demo_url: str, tmp_path: Path
+) -> None:
+    """The bugs the fuzzer found, minimised (carry lists of tables, durations past
+    timedelta's range, line breaks in names, infinite timeouts, a NUL in the database
+    URL): each fails cleanly now."""
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")
     cwd = os.getcwd()

@@ -18,6 +18,11 @@ POSTGRES_SCHEMES = frozenset(
 
 def database_kind(url: str) -> Literal["sqlite", "postgresql"]:
     """``"sqlite"`` or ``"postgresql"`` for a supported URL; a ConfigError otherwise."""
+    if any(not ch.isprintable() for ch in url):
+        raise ConfigError(
+            "the database URL holds a control character (a NUL, a line break)",
+            where="database.url",
+        )
     scheme, sep, rest = url.partition("://")
     if not sep or not scheme:
         raise ConfigError(

@@ -29,14 +29,14 @@ DEFAULT_DATABASE_URL = "sqlite:///podium.db"
 
 
 class DatabaseConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     url: str = DEFAULT_DATABASE_URL
 
 
 class JournalConfig(BaseModel):
     """``[journal]``: how long a run's lease lasts, and what is kept how long."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     # A run renews its lease every lease/5; a run that has not for this long has lost its
     # owner and is marked interrupted by whoever opens the journal next.
     lease: Duration = timedelta(seconds=15)
@@ -51,7 +51,7 @@ class JournalConfig(BaseModel):
 
 
 class LimitsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     # Requests in flight across all connectors of a run.
     concurrency: int = Field(default=64, ge=1, le=10_000)
 
@@ -59,7 +59,7 @@ class LimitsConfig(BaseModel):
 class _TopLevel(BaseModel):
     """The file's shape; connector and pipeline tables are validated one by one later."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)

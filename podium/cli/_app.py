@@ -46,10 +46,12 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def error(message: str, *, prefix: str = "podium: error:") -> None:
-    """One line on stderr; ``message`` is escaped, never read as markup."""
+    """One line on stderr; ``message`` is escaped, never read as markup, and a character
+    that would break the line (a name holding a newline) is shown as its escape."""
     from rich.markup import escape
 
-    console(stderr=True).print(f"[red]{escape(prefix)}[/red] {escape(message)}")
+    line = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    console(stderr=True).print(f"[red]{escape(prefix)}[/red] {escape(line)}")
 
 
 def plain(text: str, *, stderr: bool = False, style: str | None = None) -> None:
