@@ -22,13 +22,16 @@ cross into podium, so callers branch on a class, never on message text.
     ├── StageError             a stage (often a user callable) raised while processing records
     ├── StoreError             the database refused a write or a table definition
     ├── RunNotFound            no run matches the id a user asked for
-    └── DuplicateFire          another run already holds this (pipeline, scheduled_for) key
+    ├── DuplicateFire          another run already holds this (pipeline, scheduled_for) key
+    └── NotifyError            an alert's notification did not reach a destination;
+                               carries ``retryable`` and ``failures``
 
 Each class reports ``podium`` as its module, where the public API exports it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -203,3 +206,28 @@ class DuplicateFire(PodiumError):
         self.scheduled_for = scheduled_for
         when = scheduled_for.isoformat() if scheduled_for else "?"
         super().__init__(f"pipeline {pipeline!r} already has a run for the fire at {when}")
+
+
+class NotifyError(PodiumError):
+    """An alert's notification did not reach one or more of its destinations.
+
+    ``failures`` maps each destination that failed (``urls[0] mailto://…``,
+    ``webhook POST https://host``) to why, both already redacted. ``retryable`` is False
+    only when sending again cannot help (a URL Apprise cannot use, a webhook answering a
+    4xx other than 408/429); a dispatcher retries the rest later.
+    """
+
+    __module__ = "podium"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        alert: str | None = None,
+        failures: Mapping[str, str] | None = None,
+    ) -> None:
+        self.retryable = retryable
+        self.alert = alert
+        self.failures: dict[str, str] = dict(failures or {})
+        super().__init__(message)

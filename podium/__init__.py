@@ -75,6 +75,7 @@ _EXPORTS = {
     "StoreError": "podium.pipeline",
     "RunNotFound": "podium.pipeline",
     "DuplicateFire": "podium.pipeline",
+    "NotifyError": "podium.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -119,6 +120,7 @@ if TYPE_CHECKING:
     from podium.pipeline import HTTPStatusError as HTTPStatusError
     from podium.pipeline import Incremental as Incremental
     from podium.pipeline import NodeIdInUse as NodeIdInUse
+    from podium.pipeline import NotifyError as NotifyError
     from podium.pipeline import Pipeline as Pipeline
     from podium.pipeline import PipelineError as PipelineError
     from podium.pipeline import PluginError as PluginError
