@@ -23,6 +23,8 @@ cross into podium, so callers branch on a class, never on message text.
     ├── StoreError             the database refused a write or a table definition
     ├── RunNotFound            no run matches the id a user asked for
     ├── ResumeRefused          an interrupted run cannot be continued (its pipeline changed)
+    ├── NotifyError            an alert's notification did not reach a destination;
+    │                          carries ``retryable`` and ``failures``
     └── RunExists              another run already holds a key this run needs
         ├── DuplicateFire      … this (pipeline, scheduled_for): the fire already ran
         ├── DuplicateTrigger   … this idempotency key: the trigger already started a run
@@ -33,6 +35,7 @@ Each class reports ``podium`` as its module, where the public API exports it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -253,3 +256,28 @@ class PipelineBusy(RunExists):
             pipeline=pipeline,
             run_id=run_id,
         )
+
+
+class NotifyError(PodiumError):
+    """An alert's notification did not reach one or more of its destinations.
+
+    ``failures`` maps each destination that failed (``urls[0] mailto://…``,
+    ``webhook POST https://host``) to why, both already redacted. ``retryable`` is False
+    only when sending again cannot help (a URL Apprise cannot use, a webhook answering a
+    4xx other than 408/429); a dispatcher retries the rest later.
+    """
+
+    __module__ = "podium"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        alert: str | None = None,
+        failures: Mapping[str, str] | None = None,
+    ) -> None:
+        self.retryable = retryable
+        self.alert = alert
+        self.failures: dict[str, str] = dict(failures or {})
+        super().__init__(message)

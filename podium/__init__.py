@@ -79,6 +79,7 @@ _EXPORTS = {
     "PipelineBusy": "podium.pipeline",
     "ResumeRefused": "podium.pipeline",
     "RunExists": "podium.pipeline",
+    "NotifyError": "podium.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -124,6 +125,7 @@ if TYPE_CHECKING:
     from podium.pipeline import HTTPStatusError as HTTPStatusError
     from podium.pipeline import Incremental as Incremental
     from podium.pipeline import NodeIdInUse as NodeIdInUse
+    from podium.pipeline import NotifyError as NotifyError
     from podium.pipeline import Pipeline as Pipeline
     from podium.pipeline import PipelineBusy as PipelineBusy
     from podium.pipeline import PipelineError as PipelineError

@@ -6,7 +6,8 @@
     podium.orchestrator           runs a pipeline; inside it, from the top:
         (package root, _run)
         engine                    stage tasks, streams, counters, the run's record
-        http, storage             the gateway and transports; database, tables, journal
+        http, storage, alerts     the gateway and transports; database, tables, journal;
+                                  sending alert notifications
         config, _redact, _logging loading config.toml; masking; log sinks
     podium.connectors             what an API is: no I/O
     podium.pipeline               the pure model
@@ -41,6 +42,7 @@ FLOORS = {
     "podium.orchestrator._redact": 2,
     "podium.orchestrator.config": 2,
     "podium.orchestrator._logging": 2.5,
+    "podium.orchestrator.alerts": 3,
     "podium.orchestrator.storage": 3,
     "podium.orchestrator.http": 3,
     "podium.orchestrator.engine": 4,
