@@ -5,6 +5,7 @@ package describes.
 """
 
 from ._aggregate import GroupBy, Merger
+from ._alerting import DEFAULT_RUN_EVENTS, AlertAttachment, Attachments, RunEvent
 from ._errors import (
     ConfigError,
     ConnectError,
@@ -52,9 +53,12 @@ from ._template import Template, TreeTemplate, lookup, render_tree
 from ._transform import Record, Rejection
 
 __all__ = [
+    "DEFAULT_RUN_EVENTS",
     "STAGE_KINDS",
     "Aggregate",
+    "AlertAttachment",
     "AnyStage",
+    "Attachments",
     "Check",
     "Compensate",
     "ConfigError",
@@ -85,6 +89,7 @@ __all__ = [
     "RequestTimeout",
     "ResponseError",
     "ResumeRefused",
+    "RunEvent",
     "RunExists",
     "RunNotFound",
     "RunPolicy",

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
 
+from ._alerting import Attachments
 from ._errors import PipelineError
 from ._fields import FieldSet
 from ._schedule import Schedule
@@ -70,6 +71,8 @@ class Pipeline(BaseModel):
     timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     # When the daemon runs it on its own; runs started by hand ignore it.
     schedule: Schedule | None = None
+    # Alerts on the pipeline's runs (failed, timed out, partial, missed); see AlertAttachment.
+    alerts: Attachments | None = None
 
     _order: tuple[str, ...] = PrivateAttr(())
     _inputs: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)

@@ -15,7 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ._aggregate import GroupBy, Merger, parse_metric
+from ._alerting import Attachments
 from ._coerce import CoerceName
+from ._errors import PipelineError
 from ._expr import Expr
 from ._fields import FieldSet
 from ._refs import CallableRef, ClassRef
@@ -132,6 +134,9 @@ class Fetch(Stage):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     records: str | None = None
+    # "none": the answers are not read as records, only seen by response checks (a
+    # health endpoint answering HTML, a monitor); the fetch emits nothing.
+    format: Literal["json", "none"] = "json"
     for_each: list[Any] | Range | None = None
     as_: str = Field(default="value", alias="as", pattern=IDENT_PATTERN)
     carry: dict[str, str] = Field(default_factory=dict)
@@ -176,6 +181,11 @@ class Fetch(Stage):
     def _compile(self) -> Fetch:
         if self.for_each is not None and self.inputs:
             raise ValueError("use either 'for_each' or 'from', not both")
+        if self.format == "none" and (self.records or self.paginate or self.incremental):
+            raise ValueError(
+                "format = \"none\" reads no records: 'records', 'paginate' and "
+                "'incremental' need them"
+            )
         # Compiled once here, so mistakes surface at load time; cached_property keeps the
         # results as plain attributes, which the per-request path reads cheaply.
         _ = self.path_template, self.records_expr, self.params_template
@@ -397,29 +407,42 @@ class Aggregate(Stage):
 
 
 class Check(Stage):
-    """A condition (a JMESPath expression that must be truthy) on records, responses or the run.
+    """A condition on records, responses or the run: a JMESPath expression that must be
+    truthy, or a list of them that must all be (each failing one is named).
 
     Records pass through a check unchanged, unless ``drop`` removes the failing ones.
-    A response check reads ``{status, url, elapsed_ms, headers, body}`` of each response
-    of its input fetch; a run check reads the run's counts once the run has finished.
+    A response check sees every request's final outcome — an answer of any status, a
+    timeout, a refused connection, a TLS failure — as ``{status, url, elapsed_ms,
+    connected, error, cause, headers, body, certificate}``; a run check reads the run's
+    counts once the run has finished. ``alerts`` notify when the check keeps failing.
     """
 
     kind: Literal["check"] = "check"
     on: Literal["records", "responses", "run"] = "records"
-    expect: str
+    expect: str | list[str]
     severity: Literal["error", "warn"] = "error"
     drop: bool = False
     description: str = ""
+    alerts: Attachments | None = None
 
     @field_validator("expect")
     @classmethod
-    def _expect_expression(cls, value: str) -> str:
-        Expr(value)
+    def _expect_expression(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a check needs at least one condition")
+            for i, condition in enumerate(value):
+                try:
+                    Expr(condition)
+                except PipelineError as exc:
+                    raise ValueError(f"condition {i + 1}: {exc.message}") from None
+        else:
+            Expr(value)
         return value
 
     @model_validator(mode="after")
     def _compile(self) -> Check:
-        _ = self.expr
+        _ = self.conditions
         if self.drop and self.on != "records":
             raise ValueError("'drop' applies to record checks only")
         if self.on == "run" and self.inputs:
@@ -431,8 +454,17 @@ class Check(Stage):
         return () if self.on == "run" else super().default_inputs(previous)
 
     @cached_property
-    def expr(self) -> Expr:
-        return Expr(self.expect)
+    def conditions(self) -> tuple[Expr, ...]:
+        """Every condition, compiled; the check passes when all are truthy."""
+        sources = [self.expect] if isinstance(self.expect, str) else self.expect
+        return tuple(Expr(c) for c in sources)
+
+    @property
+    def expect_text(self) -> str:
+        """The conditions as one line, for tables and the journal."""
+        if isinstance(self.expect, str):
+            return self.expect
+        return " && ".join(self.expect) if len(self.expect) > 1 else self.expect[0]
 
 
 class Store(Stage):

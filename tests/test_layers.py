@@ -5,10 +5,11 @@
     podium.jobs                   the scheduler daemon
     podium.orchestrator           runs a pipeline; inside it, from the top:
         (package root, _run)
-        engine                    stage tasks, streams, counters, the run's record
-        http, storage, alerts     the gateway and transports; database, tables, journal;
-                                  sending alert notifications
+        engine, notify            stage tasks, streams, counters, the run's record;
+                                  delivering alert notifications (the outbox dispatcher)
+        http, storage             the gateway and transports; database, tables, journal
         config, _redact, _logging loading config.toml; masking; log sinks
+        alerts                    what alerts are: models, rules, the incident state machine
     podium.connectors             what an API is: no I/O
     podium.pipeline               the pure model
 
@@ -39,13 +40,14 @@ FOLDERS = {
 FLOORS = {
     "podium.pipeline": 0,
     "podium.connectors": 1,
+    "podium.orchestrator.alerts": 1.5,
     "podium.orchestrator._redact": 2,
     "podium.orchestrator.config": 2,
     "podium.orchestrator._logging": 2.5,
-    "podium.orchestrator.alerts": 3,
     "podium.orchestrator.storage": 3,
     "podium.orchestrator.http": 3,
     "podium.orchestrator.engine": 4,
+    "podium.orchestrator.notify": 4,
     "podium.orchestrator": 5,
     "podium.jobs": 6,
     "podium": 7,
@@ -59,6 +61,7 @@ FORBIDDEN = {
     "podium.pipeline": {"aiohttp", "sqlalchemy", "asyncpg", "apscheduler", "typer", "rich"},
     "podium.connectors": {"aiohttp", "sqlalchemy", "asyncpg", "apscheduler", "typer", "rich"},
     "podium.orchestrator.config": {"aiohttp", "sqlalchemy", "asyncpg", "apscheduler"},
+    "podium.orchestrator.alerts": {"aiohttp", "sqlalchemy", "asyncpg", "apprise", "anyio"},
 }
 
 

@@ -14,15 +14,8 @@ from pydantic import ValidationError
 
 from podium import NotifyError
 from podium.orchestrator import Redactor
-from podium.orchestrator.alerts import (
-    FIELDS,
-    AlertConfig,
-    Notification,
-    WebhookSpec,
-    check_urls,
-    render_text,
-    send,
-)
+from podium.orchestrator.alerts import FIELDS, AlertConfig, Notification, WebhookSpec, render_text
+from podium.orchestrator.notify import check_urls, send
 
 from .alert_servers import (
     SMTPServer,
@@ -352,7 +345,7 @@ def test_the_alert_table_fields() -> None:
 
 def test_importing_the_package_does_not_import_apprise() -> None:
     code = (
-        "import sys, podium.orchestrator.alerts; "
+        "import sys, podium.orchestrator.alerts, podium.orchestrator.notify; "
         "assert 'apprise' not in sys.modules and 'aiohttp' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,29 +1,38 @@
-"""Alert notifications: what one notification says, and sending it to one alert's
-destinations — Apprise URLs (mail, Slack, ntfy, … about a hundred services) and a
-templated generic webhook.
+"""Alerts, the pure part: what an ``[alerts.NAME]`` table says, what one notification
+says, which rules attach alerts to checks and runs, and the state machine that turns
+outcomes into incidents (thresholds, resolve, reminders) and maintenance windows.
 
-The alert state machine and the outbox decide *when* to notify; this package only
-delivers one ``Notification`` for one ``[alerts.NAME]`` table (``AlertConfig``) and says,
-with a ``NotifyError``, whether trying again later can help. Apprise is imported on the
-first send, not with this package.
+No I/O here, and nothing above the config loader: ``config`` validates into these, the
+journal (``storage``) applies the transitions inside a run's final transaction, and
+``notify`` delivers what the outbox holds.
 """
 
-from podium.pipeline import NotifyError
-
-from ._models import AlertConfig, WebhookSpec
+from . import _latency as latency
+from ._maintenance import MaintenanceWindow
+from ._models import AlertConfig, Delivery, WebhookSpec
 from ._notification import FIELDS, KINDS, Kind, Notification, render_text
-from ._notify import APPRISE_TIMEOUT, check_urls, send
+from ._rules import AlertRule, check_subject, rules_for, run_subject
+from ._transitions import AlertState, Outcome, Transition, advance, new_incident, remind
 
 __all__ = [
-    "APPRISE_TIMEOUT",
     "FIELDS",
     "KINDS",
     "AlertConfig",
+    "AlertRule",
+    "AlertState",
+    "Delivery",
     "Kind",
+    "MaintenanceWindow",
     "Notification",
-    "NotifyError",
+    "Outcome",
+    "Transition",
     "WebhookSpec",
-    "check_urls",
+    "advance",
+    "check_subject",
+    "latency",
+    "new_incident",
+    "remind",
     "render_text",
-    "send",
+    "rules_for",
+    "run_subject",
 ]

@@ -91,6 +91,29 @@ class WebhookSpec(BaseModel):
         return self
 
 
+class Delivery(BaseModel):
+    """How the dispatcher retries a notification its destinations did not take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    backoff: Duration = timedelta(seconds=5)  # the first wait; doubles per attempt
+    max_backoff: Duration = timedelta(minutes=5)
+    # A notification not delivered by then is recorded as failed and not tried again.
+    give_up_after: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Delivery:
+        if self.backoff <= timedelta(0) or self.give_up_after <= timedelta(0):
+            raise ValueError("backoff and give_up_after must be positive durations")
+        if self.max_backoff < self.backoff:
+            raise ValueError("max_backoff must be at least backoff")
+        return self
+
+    def wait(self, attempts: int) -> timedelta:
+        """The pause after the ``attempts``-th failed attempt."""
+        return min(self.max_backoff, self.backoff * (1 << min(max(attempts - 1, 0), 30)))
+
+
 class AlertConfig(BaseModel):
     """One ``[alerts.NAME]`` table: its destinations and the defaults of what attaches it.
 
@@ -113,6 +136,7 @@ class AlertConfig(BaseModel):
     send_on_resolved: bool = True
     # Reminder interval while still failing ("1h"); None sends no reminders.
     repeat: Duration | None = None
+    delivery: Delivery = Field(default_factory=Delivery)
 
     @model_validator(mode="before")
     @classmethod

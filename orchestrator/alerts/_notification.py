@@ -22,6 +22,7 @@ FIELDS: tuple[str, ...] = (
     "run_id",
     "at",
     "incident",
+    "description",
 )
 
 _LABEL = {"down": "DOWN", "reminder": "STILL DOWN", "resolved": "RESOLVED", "test": "TEST"}
@@ -49,6 +50,8 @@ class Notification:
     run_id: str | None
     at: datetime
     incident: str | None
+    # What the alert or its attachment says about itself ("checkout API for the shop").
+    description: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -78,6 +81,7 @@ class Notification:
             "run_id": self.run_id,
             "at": self.at.astimezone(UTC).isoformat(),
             "incident": self.incident,
+            "description": self.description,
         }
 
 
@@ -110,5 +114,7 @@ def render_text(n: Notification) -> tuple[str, str]:
         ("Alert", n.alert),
         ("Time", utc_text(n.at)),
     ]
+    if n.description:
+        lead = f"{lead}\n{n.description}"
     lines = [lead, "", *(f"{name}: {value}" for name, value in facts if value)]
     return title, "\n".join(lines)

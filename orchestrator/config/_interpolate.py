@@ -25,26 +25,35 @@ _PLAIN_KEYS = frozenset(
 )  # fmt: skip
 
 
+# Alert destinations are URLs whose path or user part is often the credential itself
+# (slack://T0/B0/XyZ, a webhook's secret path): nothing there is plain.
+ALERT_PLAIN_KEYS = frozenset({"description", "timezone"})
+
+
 def interpolate(
-    value: Any, env: Mapping[str, str], where: str, secrets: set[str] | None = None
+    value: Any,
+    env: Mapping[str, str],
+    where: str,
+    secrets: set[str] | None = None,
+    plain: frozenset[str] = _PLAIN_KEYS,
 ) -> Any:
     """Resolve references in every string inside ``value`` (dicts and lists included).
 
     Values read from the environment are added to ``secrets`` (when given), so whatever
-    a run logs or records can be masked — unless they sit under a key in _PLAIN_KEYS.
+    a run logs or records can be masked — unless they sit under a key in ``plain``.
     """
     if isinstance(value, str):
         if "${" not in value:
             return value
         key = where.rsplit(".", 1)[-1].split("[", 1)[0]
-        return _resolve(value, env, where, None if key in _PLAIN_KEYS else secrets)
+        return _resolve(value, env, where, None if key in plain else secrets)
     if isinstance(value, dict):
         return {
-            k: interpolate(v, env, f"{where}.{k}" if where else k, secrets)
+            k: interpolate(v, env, f"{where}.{k}" if where else k, secrets, plain)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [interpolate(v, env, f"{where}[{i}]", secrets) for i, v in enumerate(value)]
+        return [interpolate(v, env, f"{where}[{i}]", secrets, plain) for i, v in enumerate(value)]
     return value
 
 

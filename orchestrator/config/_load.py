@@ -21,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from podium.connectors import Connector, connector_class
 from podium.pipeline import ConfigError, Duration, Fetch, Pipeline, PodiumError, Schedule
 
+from ..alerts import AlertConfig, AlertRule, MaintenanceWindow, rules_for
 from ._database_url import database_kind
 from ._errors import config_error
-from ._interpolate import interpolate
+from ._interpolate import ALERT_PLAIN_KEYS, interpolate
+from ._monitors import MonitorConfig, monitor_connector, monitor_pipeline
 
 DEFAULT_DATABASE_URL = "sqlite:///podium.db"
 
@@ -50,6 +52,22 @@ class JournalConfig(BaseModel):
         return value
 
 
+class HistoryConfig(BaseModel):
+    """``[history]``: how long runs and check results are kept in full, and how long
+    their hourly summaries (uptime, response times) outlive them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    keep: Duration = timedelta(days=30)
+    keep_summaries: Duration = timedelta(days=400)
+
+    @field_validator("keep", "keep_summaries")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            raise ValueError("keep at least 1d (uptime is summarised over 24h, 7d and 30d)")
+        return value
+
+
 class LimitsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     # Requests in flight across all connectors of a run.
@@ -63,8 +81,12 @@ class _TopLevel(BaseModel):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    monitors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    maintenance: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Owned by the scheduler daemon (jobs/); accepted here so one file configures both.
     scheduler: dict[str, Any] = Field(default_factory=dict)
 
@@ -83,6 +105,13 @@ class Config:
     scheduled: set[str] = field(default_factory=set)
     # Values taken from the environment for keys that may hold credentials: runs mask them.
     secrets: set[str] = field(default_factory=set)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    alerts: dict[str, AlertConfig | PodiumError] = field(default_factory=dict)
+    maintenance: dict[str, MaintenanceWindow] = field(default_factory=dict)
+    # Pipelines compiled from [monitors.NAME] tables.
+    monitors: set[str] = field(default_factory=set)
+    # Each valid pipeline's alert rules (its runs', its checks', the default alerts').
+    rules: dict[str, list[AlertRule]] = field(default_factory=dict)
 
     @property
     def schedules(self) -> dict[str, Schedule]:
@@ -112,10 +141,22 @@ class Config:
 
         return out
 
+    def alert(self, name: str) -> AlertConfig:
+        entry = self.alerts.get(name)
+        if entry is None:
+            known = ", ".join(self.alerts) or "none"
+            raise ConfigError(f"no alert {name!r} in {self.path} (alerts: {known})")
+        if isinstance(entry, PodiumError):
+            raise entry
+        return entry
+
+    def valid_alerts(self) -> dict[str, AlertConfig]:
+        return {n: a for n, a in self.alerts.items() if isinstance(a, AlertConfig)}
+
     def problems(self) -> list[PodiumError]:
         return [
             e
-            for e in (*self.connectors.values(), *self.pipelines.values())
+            for e in (*self.alerts.values(), *self.connectors.values(), *self.pipelines.values())
             if isinstance(e, PodiumError)
         ]
 
@@ -124,16 +165,12 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     path = Path(path)
     env = os.environ if env is None else env
     raw = _read_toml(path)
-    top_level = {k: v for k, v in raw.items() if k not in ("connectors", "pipelines")}
+    top_level = {k: v for k, v in raw.items() if k not in _ENTRY_TABLES}
     secrets: set[str] = set()
     resolved_top = interpolate(top_level, env, "", secrets)
     try:
         top = _TopLevel.model_validate(
-            {
-                **resolved_top,
-                "connectors": raw.get("connectors", {}),
-                "pipelines": raw.get("pipelines", {}),
-            }
+            {**resolved_top, **{key: raw.get(key, {}) for key in _ENTRY_TABLES}}
         )
     except ValidationError as exc:
         raise config_error(exc, path, "", _TopLevel) from None
@@ -144,14 +181,32 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     database = top.database
     if kind == "sqlite":
         database = DatabaseConfig(url=sqlite_beside(top.database.url, path.resolve().parent))
-    config = Config(path, database, top.limits, top.scheduler, top.journal, secrets=secrets)
+    config = Config(
+        path, database, top.limits, top.scheduler, top.journal, secrets=secrets, history=top.history
+    )
+    for name, table in top.alerts.items():
+        config.alerts[name] = _guard(_alert, name, table, env, path, secrets)
+    for name, table in top.maintenance.items():
+        config.maintenance[name] = _maintenance(name, table, env, path, config)
     for name, table in top.connectors.items():
         config.connectors[name] = _guard(_connector, name, table, env, path, secrets)
     for name, table in top.pipelines.items():
         if "schedule" in table:
             config.scheduled.add(name)
         config.pipelines[name] = _guard(_pipeline, name, table, env, path, config)
+    for name, table in top.monitors.items():
+        config.scheduled.add(name)
+        config.monitors.add(name)
+        config.pipelines[name] = _guard(_monitor, name, table, env, path, config)
+    for name, entry in config.pipelines.items():
+        if isinstance(entry, Pipeline):
+            config.pipelines[name] = _guard(_attach_rules, entry, path, config)
     return config
+
+
+# Tables of named entries, each validated on its own (one broken entry breaks only what
+# uses it).
+_ENTRY_TABLES = ("connectors", "pipelines", "monitors", "alerts", "maintenance")
 
 
 def sqlite_beside(url: str, folder: Path) -> str:
@@ -162,6 +217,96 @@ def sqlite_beside(url: str, folder: Path) -> str:
     if not path or path.startswith("/") or path == ":memory:":
         return url
     return f"{scheme}:///{folder / path}{query_sep}{query}"
+
+
+def _alert(
+    name: str, table: dict[str, Any], env: Mapping[str, str], path: Path, secrets: set[str]
+) -> AlertConfig:
+    where = f"alerts.{name}"
+    try:
+        resolved = interpolate(table, env, where, secrets, ALERT_PLAIN_KEYS)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
+    try:
+        return AlertConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise config_error(exc, path, where, AlertConfig) from None
+
+
+def _maintenance(
+    name: str, table: dict[str, Any], env: Mapping[str, str], path: Path, config: Config
+) -> MaintenanceWindow:
+    """A broken window stops loading: silently not silencing is worse than not starting."""
+    where = f"maintenance.{name}"
+    try:
+        window = MaintenanceWindow.model_validate(interpolate(table, env, where))
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
+    except ValidationError as exc:
+        raise config_error(exc, path, where, MaintenanceWindow) from None
+    for i, alert in enumerate(window.alerts):
+        if alert not in config.alerts:
+            known = ", ".join(config.alerts) or "none"
+            raise ConfigError(
+                f"unknown alert {alert!r} (alerts: {known})", where=f"{path}: {where}.alerts[{i}]"
+            )
+    return window
+
+
+def _monitor(
+    name: str, table: dict[str, Any], env: Mapping[str, str], path: Path, config: Config
+) -> Pipeline:
+    where = f"monitors.{name}"
+    if name in config.pipelines and name not in config.monitors:
+        raise ConfigError(
+            f"a pipeline is also named {name!r}: monitors and pipelines share one namespace",
+            where=f"{path}: {where}",
+        )
+    try:
+        resolved = interpolate(table, env, where, config.secrets)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=f"{path}: {exc.where}") from None
+    try:
+        monitor = MonitorConfig.model_validate(resolved)
+        pipeline = monitor_pipeline(name, monitor)
+    except ValidationError as exc:
+        raise config_error(exc, path, where, MonitorConfig) from None
+    connector = monitor_connector(name, monitor)
+    if connector is not None:
+        config.connectors[connector.name] = connector
+    else:
+        entry = config.connectors.get(monitor.connector_name(name))
+        if entry is None:
+            known = ", ".join(n for n in config.connectors if not n.startswith("monitor.")) or (
+                "none defined"
+            )
+            raise ConfigError(
+                f"unknown connector {monitor.connector!r} (connectors: {known})",
+                where=f"{path}: {where}.connector",
+            )
+    return pipeline
+
+
+def _attach_rules(pipeline: Pipeline, path: Path, config: Config) -> Pipeline:
+    """Settle the pipeline's alert rules; a pipeline naming a broken alert is broken."""
+    monitor = pipeline.name in config.monitors
+    table = "monitors" if monitor else "pipelines"
+    where = f"{table}.{pipeline.name}."
+    try:
+        rules = rules_for(pipeline, config.valid_alerts(), monitor=monitor, where=where)
+    except ConfigError as exc:
+        broken = _broken_alert(exc, config)
+        raise ConfigError(broken or exc.message, where=f"{path}: {exc.where}") from None
+    config.rules[pipeline.name] = rules
+    return pipeline
+
+
+def _broken_alert(exc: ConfigError, config: Config) -> str | None:
+    """For an attachment naming an alert that exists but is invalid: say that instead."""
+    for name, entry in config.alerts.items():
+        if isinstance(entry, PodiumError) and f"unknown alert {name!r}" in exc.message:
+            return f"alert {name!r} is invalid: {entry}"
+    return None
 
 
 def _guard(build: Any, *args: Any) -> Any:

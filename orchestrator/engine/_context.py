@@ -12,6 +12,7 @@ from loguru import logger
 
 from podium.pipeline import Pipeline
 
+from ..alerts import AlertRule
 from ..http import Gateway
 from ..storage import (
     MAX_EVENTS_PER_RUN,
@@ -66,6 +67,8 @@ class RunContext:
     failure_policy: str | None = None
     # Items whose workers wait to hear their mark was committed by every end it reaches.
     acks: dict[tuple[str, str, int], _Ack] = field(default_factory=dict)
+    # The pipeline's alert rules: the run's outcomes are applied to them when it ends.
+    rules: tuple[AlertRule, ...] = ()
 
     def await_ack(self, mark: Mark, ends: int) -> anyio.Event:
         """An event set once ``ends`` run ends have committed ``mark`` (create it before

@@ -74,6 +74,7 @@ class FetchTask:
         self.skip_side_effects = ctx.dry_run and stage.side_effect
         self.idempotent = stage.sends_idempotency_key
         self.compensating = stage.side_effect and stage.compensate is not None
+        self.reads_nothing = stage.format == "none"
 
     async def run(self, inbox: Inbox | None) -> None:
         if self.ctx.replay is not None:
@@ -286,8 +287,10 @@ class FetchTask:
             return None
         if checks:  # building what a check reads costs a headers copy: only when read
             self._observe(response_data(response))
+        records: list[Record] = []
         try:
-            records = self.connector.records(self.stage, response)
+            if not self.reads_nothing:
+                records = self.connector.records(self.stage, response)
             if self.cursor is not None:
                 self.cursor.observe(records)
         except ResponseError as exc:

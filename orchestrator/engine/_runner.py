@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from podium.connectors import Connector
 from podium.pipeline import Check, Pipeline, PodiumError, ResumeRefused
 
 from .._redact import Redactor
+from ..alerts import AlertRule, Outcome
 from ..http import Gateway, Transports
 from ..storage import (
     COUNTS,
@@ -41,6 +42,7 @@ from ._checks import CheckTally
 from ._context import LOGGED_PER_KIND, RunContext
 from ._durability import DurabilityPlan, pipeline_hash
 from ._incremental import advanced_marks, load_cursors
+from ._outcomes import alert_outcomes, has_verdict, settle_unevaluated
 from ._saga import compensate, has_compensations
 from ._stats import RunStats, StageStats
 from ._verdict import failure_reason, status_of
@@ -70,6 +72,8 @@ class RunResult:
     # stored, but the journal does not know how the run ended.
     record_error: str | None = None
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    # Outbox ids of the alert notifications the run's outcomes queued.
+    notifications: list[int] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -111,6 +115,7 @@ async def run_pipeline(
     replay: dict[str, list[DeadLetterRow]] | None = None,
     replay_of: str | None = None,
     lease: timedelta = LEASE,
+    alerts: Sequence[AlertRule] = (),
 ) -> RunResult:
     """Run ``pipeline`` once and record it; raises only for errors before the run starts.
 
@@ -125,6 +130,10 @@ async def run_pipeline(
     already started a run. ``resume`` continues a claimed interrupted run (see
     ``Journal.claim``) from its checkpoints; ``replay`` sends only the given dead-lettered
     items of each fetch stage.
+
+    ``alerts`` are the pipeline's alert rules (``Config.rules``): the run's outcome for
+    each is applied to its incident state in the run's final transaction, and the
+    notifications that queues are in ``RunResult.notifications`` for a dispatcher.
     """
     missing = sorted(pipeline.connectors() - connectors.keys())
     if missing:
@@ -178,6 +187,7 @@ async def run_pipeline(
     ctx.durability = DurabilityPlan.of(pipeline)
     ctx.progress_kept = not dry_run
     ctx.replay = replay
+    ctx.rules = tuple(alerts)
     if resume is not None:
         ctx.base = {name: getattr(run, name) for name in COUNTS} | {"stages": run.stages}
         ctx.progress = await journal.progress(run.id)
@@ -247,17 +257,22 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
             )
         )
     rows = [t.row(run.id) for t in checks]
+    history: list[CheckResultRow] = []
+    if has_verdict(run):
+        settle_unevaluated(run, checks, rows)
+        history = [row for t, row in zip(checks, rows, strict=True) if t.evaluated or not row.ok]
+    outcomes = alert_outcomes(ctx.rules, run, rows)
     # Marks advance only after a clean run: every stage finished and nothing anywhere was
     # lost — no failed request, no rejected record, no failed check (an inner merge or a
     # dropping check downstream could otherwise skip a record that never reached a store).
     clean = run.status == "ok" and not ctx.dry_run
     marks = advanced_marks(ctx.cursors) if ctx.cursors and clean else None
-    record_error = await _record(ctx, journal, rows, marks)
+    record_error, queued = await _record(ctx, journal, rows, marks, outcomes, history)
     duration = (run.finished_at - run.started_at).total_seconds()
     logger.info(
         "run {} in {:.2f}s: {} requests, {} stored", run.status, duration, run.requests, run.stored
     )
-    return RunResult(run, ctx.stats, rows, ctx.events, record_error, ctx.dead_letters)
+    return RunResult(run, ctx.stats, rows, ctx.events, record_error, ctx.dead_letters, queued)
 
 
 def _tally(ctx: RunContext, checks: list[CheckTally]) -> None:
@@ -323,15 +338,31 @@ async def _heartbeat(ctx: RunContext, journal: Journal) -> None:
 
 
 async def _record(
-    ctx: RunContext, journal: Journal, rows: list[CheckResultRow], marks: dict[str, Any] | None
-) -> str | None:
+    ctx: RunContext,
+    journal: Journal,
+    rows: list[CheckResultRow],
+    marks: dict[str, Any] | None,
+    outcomes: list[tuple[AlertRule, Outcome]],
+    history: list[CheckResultRow],
+) -> tuple[str | None, list[int]]:
     """Write the run's final record within a deadline (an unreachable database must not
-    hold a shutdown forever); why it could not be written, or None."""
+    hold a shutdown forever): why it could not be written (None: it was), and the
+    notifications it queued."""
     run = ctx.run
     problem: str | None = None
+    queued: list[int] | None = []
     with anyio.move_on_after(JOURNAL_DEADLINE, shield=True) as scope:
         try:
-            if not await journal.finish(run, ctx.events, rows, marks, ctx.dead_letters):
+            queued = await journal.finish(
+                run,
+                ctx.events,
+                rows,
+                marks,
+                ctx.dead_letters,
+                outcomes=outcomes,
+                history=history,
+            )
+            if queued is None:
                 problem = "another process had taken the run over (its lease had expired)"
         except PodiumError as exc:
             problem = str(exc)
@@ -340,7 +371,7 @@ async def _record(
     if problem is not None:
         problem = f"run {run.id} ended {run.status}, but its record was not written: {problem}"
         logger.error("{}", problem)
-    return problem
+    return problem, queued or []
 
 
 def _first_podium_error(exc: BaseException) -> PodiumError | None:

@@ -167,7 +167,7 @@ def _dead_letter_dropped(
     ctx: RunContext, stage: Check, batch: list[Record], kept: list[Record]
 ) -> None:
     kept_ids = {id(r) for r in kept}
-    cause = f"failed check {stage.name!r}: {stage.expect}"
+    cause = f"failed check {stage.name!r}: {stage.expect_text}"
     for record in batch:
         if id(record) not in kept_ids:
             ctx.dead_letter(_record_letter(ctx, stage.name, record, cause))

@@ -2,7 +2,9 @@
 
 from ._checkpoints import Mark, Progress, commit_marks
 from ._database import Database, engine_url, open_database, store_error
+from ._history import hour_of
 from ._journal import LEASE, MAX_EVENTS_PER_RUN, Journal
+from ._monitoring import Monitoring
 from ._rows import CheckResultRow, DeadLetterRow, RunEventRow, RunRow, SagaStepRow
 from ._runs import add_stored
 from ._schema import COUNTS, JOURNAL_TABLES, RUN_STATUSES, utcnow
@@ -19,6 +21,7 @@ __all__ = [
     "DeadLetterRow",
     "Journal",
     "Mark",
+    "Monitoring",
     "Progress",
     "RunEventRow",
     "RunRow",
@@ -27,6 +30,7 @@ __all__ = [
     "add_stored",
     "commit_marks",
     "engine_url",
+    "hour_of",
     "infer_type",
     "open_database",
     "store_error",

@@ -22,6 +22,7 @@ from podium.pipeline import (
     RunNotFound,
 )
 
+from ..alerts import AlertRule, Outcome
 from . import _checkpoints, _dead_letters, _runs, _saga, _state
 from ._checkpoints import Mark, Progress
 from ._database import Database
@@ -96,9 +97,14 @@ class Journal:
         checks: list[CheckResultRow],
         state: dict[str, Any] | None = None,
         dead_letters: list[DeadLetterRow] | None = None,
-    ) -> bool:
-        """Complete the run's row, with everything recorded alongside it, in one
-        transaction; False (nothing written) when the row is no longer this attempt's."""
+        *,
+        outcomes: list[tuple[AlertRule, Outcome]] | None = None,
+        history: list[CheckResultRow] | None = None,
+    ) -> list[int] | None:
+        """Complete the run's row, with everything recorded alongside it — events,
+        checks, dead letters, marks, check history, alert transitions — in one
+        transaction. The ids of the notifications it queued; None (nothing written) when
+        the row is no longer this attempt's."""
         values = row_values(run)
         values["lock_key"] = None
         values["lease_expires_at"] = None
@@ -110,6 +116,8 @@ class Journal:
             [row_values(c) for c in checks],
             state or {},
             [row_values(d) for d in dead_letters or []],
+            outcomes,
+            [row_values(c) for c in history or []],
         )
 
     async def reap(self) -> list[RunRow]:

@@ -76,6 +76,10 @@ class CheckResultRow(_Row):
     failed: int = 0
     ok: bool = True
     samples: list[Any] = Field(default_factory=list)
+    # Why it failed, from its first failing sample (what was seen; what was expected).
+    cause: str | None = None
+    # Response checks: response times, as counts per bucket of alerts.latency.
+    latency: list[int] | None = None
 
 
 class DeadLetterRow(_Row):

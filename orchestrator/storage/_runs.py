@@ -15,12 +15,16 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, desc, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..alerts import AlertRule, Outcome
+from ._alerts import apply_outcomes
 from ._checkpoints import clear_progress
+from ._history import record_checks
 from ._schema import (
     checks_table,
     dead_letters_table,
     events_table,
     runs_table,
+    utcnow,
 )
 from ._state import advance_marks
 
@@ -88,14 +92,18 @@ def finish_run(
     checks: list[dict[str, Any]],
     marks: dict[str, Any],
     dead_letters: list[dict[str, Any]],
-) -> bool:
-    """Complete the run's row with its events, checks, dead letters and marks; False (and
-    nothing written) when the row is no longer this attempt's."""
+    outcomes: list[tuple[AlertRule, Outcome]] | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> list[int] | None:
+    """Complete the run's row with its events, checks, dead letters and marks, fold its
+    check results into their history and its outcomes into the alert states; the ids
+    of the notifications that queued, or None (and nothing written) when the row is no
+    longer this attempt's."""
     run_id, attempt = run.pop("id"), run["attempt"]
     run.pop("stored", None)  # kept exact by add_stored, in each store's own transaction
     mine = (RUNS.c.id == run_id) & (RUNS.c.attempt == attempt) & (RUNS.c.status == "running")
     if not conn.execute(update(RUNS).where(mine).values(**run)).rowcount:
-        return False
+        return None
     if events:
         conn.execute(events_table.insert(), events)
     if checks:
@@ -106,7 +114,10 @@ def finish_run(
         advance_marks(conn, run["pipeline"], marks)
     if run["status"] != "interrupted":
         clear_progress(conn, run_id)  # progress matters only to a run that may be resumed
-    return True
+    now = run["finished_at"] or utcnow()
+    if history:
+        record_checks(conn, run["pipeline"], run_id, now, history)
+    return apply_outcomes(conn, outcomes, now) if outcomes else []
 
 
 def reap_abandoned(conn: Connection, now: datetime, grace: timedelta) -> list[dict[str, Any]]:

@@ -12,6 +12,9 @@ SQLAlchemy Core (podium's bookkeeping needs no ORM, and skipping it keeps start-
 ``podium_dead_letters`` requests that failed for good and records that were rejected
 ``podium_saga_steps`` side effects a run performed, and their compensation
 
+The monitoring tables (alert state, outbox, mutes, check history) are in
+``_monitoring_schema``.
+
 Unique keys do the concurrency control, on SQLite and PostgreSQL alike:
 (pipeline, scheduled_for) — a fire delivered twice runs once; ``lock_key`` — a pipeline
 whose overlap policy forbids it has one running run across every node;
@@ -126,6 +129,8 @@ checks_table = sa.Table(
     sa.Column("failed", sa.Integer, nullable=False),
     sa.Column("ok", sa.Boolean, nullable=False),
     sa.Column("samples", sa.JSON),
+    sa.Column("cause", sa.Text),
+    sa.Column("latency", sa.JSON),
 )
 
 state_table = sa.Table(
@@ -224,10 +229,13 @@ def create_tables(conn: Connection) -> None:
     default, so old rows stay valid), and so are the unique indexes; anything else is
     said plainly rather than failing later on a column the old table does not have.
     """
-    metadata.create_all(conn, tables=JOURNAL_TABLES)
+    from ._monitoring_schema import MONITORING_TABLES  # defined on this module's metadata
+
+    tables = [*JOURNAL_TABLES, *MONITORING_TABLES]
+    metadata.create_all(conn, tables=tables)
     inspector = sa.inspect(conn)
     quote = conn.dialect.identifier_preparer.quote
-    for table in JOURNAL_TABLES:
+    for table in tables:
         present = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name in present:

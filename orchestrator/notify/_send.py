@@ -41,8 +41,7 @@ import orjson
 from podium.orchestrator._redact import Redactor
 from podium.pipeline import NotifyError, Template
 
-from ._models import AlertConfig, WebhookSpec
-from ._notification import FIELDS, Notification
+from ..alerts import FIELDS, AlertConfig, Notification, WebhookSpec
 
 # The longest an Apprise URL's send may take, connection and retries included.
 APPRISE_TIMEOUT = 30.0
