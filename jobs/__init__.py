@@ -20,6 +20,7 @@ _EXPORTS = {
     "Plan": "_models",
     "SchedulerSettings": "_models",
     "build_plan": "_models",
+    "check_alerts": "_models",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -47,3 +48,4 @@ if TYPE_CHECKING:
     from ._models import Plan as Plan
     from ._models import SchedulerSettings as SchedulerSettings
     from ._models import build_plan as build_plan
+    from ._models import check_alerts as check_alerts

@@ -29,6 +29,7 @@ from ._http import Endpoint
 from ._metrics import Metrics
 from ._models import Plan, build_plan, check_node_id, default_node_id
 from ._pool import RunPool
+from ._watchdog import Watchdog
 
 EXIT_FORCED = 130
 # Runs a daemon started (and may continue when their node is gone).
@@ -94,6 +95,9 @@ class Daemon:
             async with anyio.create_task_group() as services:
                 services.start_soon(self._signals, services.cancel_scope, name="daemon:signals")
                 services.start_soon(self._take_over, journal, name="daemon:take-over")
+                services.start_soon(self._notify, database, name="daemon:notify")
+                watchdog = Watchdog(database, lambda: self.plan)
+                services.start_soon(watchdog.serve, name="daemon:watchdog")
                 self.port = await services.start(endpoint.serve, name="daemon:http")
                 write_runtime(
                     info_path,
@@ -140,6 +144,15 @@ class Daemon:
             with anyio.move_on_after(grace):
                 await pool.wait_idle()
             pool.cancel()
+
+    async def _notify(self, database: Database) -> None:
+        """Deliver the alert notifications runs queue (on any node), until cancelled."""
+        from podium.orchestrator.notify import Dispatcher
+
+        dispatcher = Dispatcher(database, lambda: self.plan.config, node=self.node_id)
+        await dispatcher.serve(
+            lambda: [rule for rules in self.plan.config.rules.values() for rule in rules]
+        )
 
     async def _take_over(self, journal: Journal) -> None:
         """Every few seconds: reap runs whose owner died, and continue interrupted fires.

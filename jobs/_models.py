@@ -102,6 +102,7 @@ def build_plan(config: Config) -> Plan:
         entry = config.pipelines.get(name)
         if isinstance(entry, PodiumError):
             raise ConfigError(f"scheduled pipeline {name!r} is invalid: {entry}")
+    check_alerts(config)
     schedules = config.schedules
     for name, schedule in schedules.items():
         try:
@@ -110,6 +111,19 @@ def build_plan(config: Config) -> Plan:
             raise ConfigError(f"scheduled pipeline {name!r} cannot run: {exc}") from None
         check_trigger(schedule, where=f"{config.path}: pipelines.{name}.schedule")
     return Plan(settings=settings, schedules=schedules, config=config)
+
+
+def check_alerts(config: Config) -> None:
+    """A daemon does not start with an alert that cannot notify: a broken one, or an
+    Apprise URL that Apprise cannot use (silence would pass for all-clear)."""
+    from podium.orchestrator.notify import check_urls
+
+    for name, entry in config.alerts.items():
+        if isinstance(entry, PodiumError):
+            raise entry
+        problems = check_urls(entry)
+        if problems:
+            raise ConfigError("; ".join(problems), where=f"{config.path}: alerts.{name}")
 
 
 def check_trigger(schedule: Schedule, *, where: str) -> None:

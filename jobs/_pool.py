@@ -157,6 +157,7 @@ class RunPool:
                     exclusive=schedule.overlap != "parallel",
                     resume=fire.resume,
                     lease=self.plan.config.journal.lease,
+                    alerts=self.plan.config.rules.get(fire.pipeline, ()),
                 ),
             )
             status = result.status

@@ -13,13 +13,16 @@ from ._models import AlertConfig, Delivery, WebhookSpec
 from ._notification import FIELDS, KINDS, Kind, Notification, render_text
 from ._rules import AlertRule, check_subject, rules_for, run_subject
 from ._transitions import AlertState, Outcome, Transition, advance, new_incident, remind
+from ._uptime import WINDOWS, CheckSummary, summarise, window_start
 
 __all__ = [
     "FIELDS",
     "KINDS",
+    "WINDOWS",
     "AlertConfig",
     "AlertRule",
     "AlertState",
+    "CheckSummary",
     "Delivery",
     "Kind",
     "MaintenanceWindow",
@@ -35,4 +38,6 @@ __all__ = [
     "render_text",
     "rules_for",
     "run_subject",
+    "summarise",
+    "window_start",
 ]

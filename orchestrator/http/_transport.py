@@ -226,7 +226,12 @@ class AiohttpTransport(Transport):
 
 
 def _ssl_object(resp: aiohttp.ClientResponse) -> ssl.SSLObject | None:
-    transport = resp.connection.transport if resp.connection is not None else None
+    # A small body arrives with the headers, and aiohttp hands the connection back to
+    # its pool before the caller sees the response (``resp.connection`` is None then):
+    # the response's protocol still holds the TLS transport. Measured, aiohttp 3.x.
+    protocol = resp.connection.protocol if resp.connection is not None else None
+    protocol = protocol or getattr(resp, "_protocol", None)
+    transport = getattr(protocol, "transport", None)
     return transport.get_extra_info("ssl_object") if transport is not None else None
 
 

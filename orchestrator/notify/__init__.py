@@ -8,6 +8,7 @@ imported on the first send, not with this package.
 
 from podium.pipeline import NotifyError
 
-from ._send import APPRISE_TIMEOUT, check_urls, send
+from ._dispatcher import Dispatcher
+from ._send import APPRISE_TIMEOUT, check_urls, destinations, send
 
-__all__ = ["APPRISE_TIMEOUT", "NotifyError", "check_urls", "send"]
+__all__ = ["APPRISE_TIMEOUT", "Dispatcher", "NotifyError", "check_urls", "destinations", "send"]

@@ -111,6 +111,21 @@ async def send(
     )
 
 
+def destinations(config: AlertConfig) -> list[str]:
+    """What ``config`` notifies, safe to show: each URL's scheme, the webhook's origin
+    (a URL's credentials, path and query often are its secret)."""
+    shown = [f"urls[{i}] {_scheme_label(url)}" for i, url in enumerate(config.urls)]
+    if config.webhook is not None:
+        shown.append(_webhook_label(config.webhook))
+    return shown
+
+
+def _webhook_label(spec: WebhookSpec) -> str:
+    parts = urlsplit(spec.url)
+    origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return f"webhook {spec.method} {origin}"
+
+
 def check_urls(config: AlertConfig, *, redact: Redactor | None = None) -> list[str]:
     """Problems with ``config``'s Apprise URLs that show without sending: a scheme Apprise
     does not know, or a URL its plugin refuses (a missing token, a bad ``mode=``).
@@ -320,10 +335,8 @@ def _one_line(text: str, limit: int = 300) -> str:
 async def _send_webhook(spec: WebhookSpec, notification: Notification) -> _Failure | None:
     import aiohttp
 
-    parts = urlsplit(spec.url)
     # Scheme, host and port only: a webhook's path often is its secret (…/hooks/T0/B0/XyZ).
-    origin = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    destination = f"webhook {spec.method} {origin}"
+    destination = _webhook_label(spec)
     payload = orjson.dumps(
         _render_body(spec.body if spec.body is not None else _DEFAULT_BODY, notification.values())
     )

@@ -155,6 +155,11 @@ def _queue(
 ) -> list[int]:
     ids = []
     for t in transitions:
+        if t.kind == "resolved":
+            # A "down" held by a mute is decided now (muted for good), not at its re-check.
+            held = (OUTBOX.c.alert == rule.alert) & (OUTBOX.c.subject == rule.subject)
+            held &= (OUTBOX.c.incident == t.incident) & (OUTBOX.c.status == "held")
+            conn.execute(update(OUTBOX).where(held).values(next_attempt_at=now))
         result = conn.execute(
             OUTBOX.insert()
             .values(
@@ -186,7 +191,8 @@ def next_notifications(
 ) -> list[dict[str, Any]]:
     """Notifications ready to be looked at: pending or held, due, unclaimed, and each
     the earliest unfinished one of its (alert, subject) — so "resolved" never overtakes
-    the "down" it resolves, whatever happened to the delivery of that one."""
+    the "down" it resolves, whatever happened to the delivery of that one. With ``ids``:
+    those, and whatever stands before them in their (alert, subject)."""
     earlier = OUTBOX.alias("earlier")
     blocked = (
         select(earlier.c.id)
@@ -201,7 +207,8 @@ def next_notifications(
     ready = OUTBOX.c.status.in_(("pending", "held")) & (OUTBOX.c.next_attempt_at <= now)
     ready &= OUTBOX.c.claim_until.is_(None) | (OUTBOX.c.claim_until < now)
     if ids is not None:
-        ready &= OUTBOX.c.id.in_(ids)
+        pairs = select(OUTBOX.c.alert, OUTBOX.c.subject).where(OUTBOX.c.id.in_(ids))
+        ready &= sa.tuple_(OUTBOX.c.alert, OUTBOX.c.subject).in_(pairs)
     query = select(OUTBOX).where(ready & ~blocked).order_by(OUTBOX.c.id).limit(limit)
     return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -275,6 +282,11 @@ def remove_mutes(conn: Connection, target: str, now: datetime) -> int:
     """End every mute of ``target`` now; how many were active."""
     active = (mutes_table.c.target == target) & (mutes_table.c.until > now)
     ended = conn.execute(update(mutes_table).where(active).values(until=now)).rowcount
+    # What the mute held is looked at again now, not at its next re-check.
+    held = (OUTBOX.c.status == "held") & (
+        (OUTBOX.c.alert == target) | (OUTBOX.c.pipeline == target)
+    )
+    conn.execute(update(OUTBOX).where(held).values(next_attempt_at=now))
     return int(ended)
 
 

@@ -15,6 +15,12 @@ from . import _run  # noqa: F401  (registers its commands)
 from . import _history  # noqa: F401
 
 # isort: split
+from . import _checks  # noqa: F401
+
+# isort: split
+from . import _alerts  # noqa: F401
+
+# isort: split
 from . import _dead_letters  # noqa: F401
 
 # isort: split

@@ -88,11 +88,15 @@ async def _execute(
     progress: Console | None,
     log_level: str = "INFO",
     resume: bool = False,
-) -> RunResult:
+) -> tuple[RunResult, list[str]]:
+    """Run the pipeline and deliver its alert notifications; the result, and a line for
+    each notification that was not delivered."""
     import anyio
 
     from podium.orchestrator import RunStats, open_database, run_pipeline
     from podium.pipeline import ConfigError
+
+    from ._deliver import deliver_own
 
     pipeline = config.pipeline(name)
     unknown = sorted(set(params) - set(pipeline.params))
@@ -113,13 +117,15 @@ async def _execute(
         stats=stats,
         secrets=config.secrets,
         lease=config.journal.lease,
+        alerts=config.rules.get(name, ()),
     )
     async with open_database(config.database.url) as database:
         if resume:
             claimed = await _interrupted_run(config, database, pipeline, params)
             run = functools.partial(run, resume=claimed)
         if progress is None:
-            return await run(database=database)
+            done = await run(database=database)
+            return done, await deliver_own(config, database, done)
         from podium.orchestrator import configure_logging
 
         from ._progress import LiveProgress
@@ -137,7 +143,7 @@ async def _execute(
         finally:
             configure_logging(level=log_level, replace_default=True)
         assert result is not None
-        return result
+        return result, await deliver_own(config, database, result)
 
 
 def _demo_hint(config: Config, result: RunResult) -> str | None:
@@ -157,7 +163,9 @@ def _demo_hint(config: Config, result: RunResult) -> str | None:
     return None
 
 
-def report(result: RunResult, *, as_json: bool, hint: str | None = None) -> None:
+def report(
+    result: RunResult, *, as_json: bool, hint: str | None = None, notes: list[str] | None = None
+) -> None:
     from ._display import result_json, run_report
 
     if as_json:
@@ -172,6 +180,8 @@ def report(result: RunResult, *, as_json: bool, hint: str | None = None) -> None
             out.print(part)
     if result.record_error is not None:
         error(result.record_error)
+    for note in notes or ():
+        error(note, prefix="podium: warning:")
     if hint is not None and not result.ok:
         error(hint, prefix="podium: hint:")
     if not result.ok:
@@ -198,7 +208,7 @@ def run_command(
     config = load_config(config_path)
     err = console(stderr=True)
     show_progress = err.is_terminal and not as_json and not log_json
-    result = anyio.run(
+    result, notes = anyio.run(
         functools.partial(
             _execute,
             config,
@@ -211,7 +221,7 @@ def run_command(
         ),
         backend="asyncio",
     )
-    report(result, as_json=as_json, hint=_demo_hint(config, result))
+    report(result, as_json=as_json, hint=_demo_hint(config, result), notes=notes)
 
 
 @app.command()
@@ -308,9 +318,16 @@ def validate(
     if loaded.scheduled or loaded.scheduler:
         from podium.jobs import build_plan
 
-        build_plan(loaded)  # the daemon's own checks: [scheduler], each trigger
+        build_plan(loaded)  # the daemon's own checks: [scheduler], each trigger, alerts
+    elif loaded.alerts:
+        from podium.jobs import check_alerts
+
+        check_alerts(loaded)
+    monitors = f" ({len(loaded.monitors)} monitors)" if loaded.monitors else ""
+    own = [n for n in loaded.connectors if not n.startswith("monitor.")]
+    alerts = f", {len(loaded.alerts)} alerts" if loaded.alerts else ""
     typer.echo(
-        f"{config}: ok — {len(loaded.pipelines)} pipelines, {len(loaded.connectors)} connectors"
+        f"{config}: ok — {len(loaded.pipelines)} pipelines{monitors}, {len(own)} connectors{alerts}"
     )
 
 

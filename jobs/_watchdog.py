@@ -1,0 +1,148 @@
+"""The daemon's watchdog: fires that did not happen, and history housekeeping.
+
+A run rule with ``on = ["missed"]`` watches its pipeline's schedule: every fire due
+more than ``misfire_after`` (plus the schedule's jitter) ago with no run of the pipeline
+started since counts as a failure of the rule — a fire skipped because the previous run
+was still going, or dropped while no daemon ran, or lost to a stuck scheduler alike.
+The fires missed since the last run (or since the rule was first watched) are counted
+once, by whichever node looks first: the journal keeps the latest slot counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import anyio
+from croniter import croniter
+from loguru import logger
+
+from podium.orchestrator import Database, Journal
+from podium.orchestrator.alerts import AlertRule
+from podium.orchestrator.storage import Monitoring, utcnow
+from podium.pipeline import PodiumError, Schedule
+
+from ._models import Plan
+
+WATCH_EVERY = 5.0
+PRUNE_EVERY = timedelta(hours=1)
+# Counting further gains nothing (any threshold is met); it bounds the work after a
+# long outage of a schedule that fires every second.
+MAX_COUNTED = 1000
+
+
+def overdue(
+    schedule: Schedule, baseline: datetime, horizon: datetime
+) -> tuple[int, datetime] | None:
+    """How many fires of ``schedule`` fall in (baseline, horizon], and the latest."""
+    end = schedule.end_at()
+    if end is not None:
+        horizon = min(horizon, end)
+    if horizon <= baseline:
+        return None
+    if schedule.interval is not None:
+        step, start = schedule.interval, schedule.start_at()
+        if start is None:
+            first = baseline + step
+        elif start > baseline:
+            first = start
+        else:
+            first = start + step * (math.floor((baseline - start) / step) + 1)
+        if first > horizon:
+            return None
+        count = math.floor((horizon - first) / step) + 1
+        return min(count, MAX_COUNTED), first + step * (count - 1)
+    assert schedule.cron is not None
+    start = schedule.start_at()
+    begin = max(baseline, start - timedelta(seconds=1)) if start else baseline
+    itr = croniter(
+        schedule.cron,
+        begin.astimezone(schedule.zone),
+        second_at_beginning=len(schedule.cron.split()) == 6,
+    )
+    count, latest = 0, None
+    while count < MAX_COUNTED:
+        slot: datetime = itr.get_next(datetime)
+        if slot > horizon:
+            break
+        count, latest = count + 1, slot
+    return (count, latest) if latest is not None else None
+
+
+class Watchdog:
+    def __init__(self, database: Database, plan: Callable[[], Plan]) -> None:
+        self.monitoring = Monitoring(database)
+        self.journal = Journal(database)
+        self._plan = plan
+        self._pruned_at: datetime | None = None
+
+    def _missed_rules(self) -> list[tuple[AlertRule, Schedule]]:
+        plan = self._plan()
+        out = []
+        for name, rules in plan.config.rules.items():
+            schedule = plan.schedules.get(name)
+            if schedule is None or schedule.paused:
+                continue
+            out += [(rule, schedule) for rule in rules if rule.watches_missed]
+        return out
+
+    async def serve(self) -> None:
+        """Until cancelled: look for missed fires every few seconds, prune hourly."""
+        while True:
+            try:
+                await self.look()
+                await self.housekeeping()
+            except PodiumError as exc:  # the database is away: the next round tries again
+                logger.warning("the watchdog could not look at the journal: {}", exc)
+            await anyio.sleep(WATCH_EVERY)
+
+    async def look(self, now: datetime | None = None) -> int:
+        """Count the fires missed by now; how many rules saw new ones."""
+        watched = self._missed_rules()
+        if not watched:
+            return 0
+        await self.monitoring.watch(rule for rule, _ in watched)
+        since = await self.monitoring.watched_since(rule for rule, _ in watched)
+        now = now or utcnow()
+        grace = self._plan().settings.misfire_after
+        found = 0
+        for rule, schedule in watched:
+            baseline = since.get(f"{rule.alert}\0{rule.subject}")
+            if baseline is None:
+                continue
+            last = await self.journal.runs(rule.pipeline, 1)
+            if last and last[0].started_at > baseline:
+                baseline = last[0].started_at
+            missed = overdue(schedule, baseline, now - grace - schedule.jitter)
+            if missed is None:
+                continue
+            count, slot = missed
+            many = f"{count} scheduled fires" if count > 1 else "a scheduled fire"
+            cause = (
+                f"{many} did not start: the latest was due at "
+                f"{slot.isoformat(timespec='seconds')}, and no run has started since "
+                f"{baseline.isoformat(timespec='seconds')}"
+            )
+            if await self.monitoring.record_missed(rule, slot, count, cause) is not None:
+                found += 1
+                logger.bind(pipeline=rule.pipeline).warning("missed: {}", cause)
+        return found
+
+    async def housekeeping(self, now: datetime | None = None) -> dict[str, int] | None:
+        """Prune history, hourly (the first round prunes at once)."""
+        now = now or utcnow()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return None
+        self._pruned_at = now
+        config = self._plan().config
+        pruned = await self.monitoring.prune(
+            keep=config.history.keep,
+            keep_summaries=config.history.keep_summaries,
+            keep_dead_letters=config.journal.keep_dead_letters,
+        )
+        if any(pruned.values()):
+            logger.info(
+                "pruned history: {}", ", ".join(f"{n} {what}" for what, n in pruned.items() if n)
+            )
+        return pruned
