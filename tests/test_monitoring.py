@@ -21,6 +21,7 @@ from podium.orchestrator.notify import Dispatcher
 from podium.orchestrator.storage import Monitoring
 
 from .alert_servers import SMTPServer, WebhookReceiver, closed_port, running_smtp_server
+from .daemon_helpers import wait_for
 from .monitoring_helpers import Script, load, monitoring_config, run_and_deliver
 
 pytestmark = [
@@ -231,7 +232,7 @@ async def test_a_notifier_that_is_down_delays_no_run_and_is_retried(
         rules = config.rules["api"]
         async with anyio.create_task_group() as tg:
             tg.start_soon(dispatcher.serve, lambda: rules)
-            await wait_for_async(lambda: len(receiver.requests) >= 2, 10, what="two attempts")
+            await wait_for(lambda: len(receiver.requests) >= 2, 10, what="two attempts")
             rows = {r["alert"]: r for r in await monitoring.notifications()}
             assert rows["ops"]["status"] == "pending" and rows["ops"]["attempts"] >= 1
             assert "HTTP 500" in rows["ops"]["last_error"]
@@ -239,8 +240,8 @@ async def test_a_notifier_that_is_down_delays_no_run_and_is_retried(
             # The receivers come back: the notification goes through on a retry.
             receiver.fail_always = False
             smtp_server.refuse = False
-            await wait_for_async(lambda: len(smtp_server.messages) == 1, 15, what="the mail")
-            await wait_for_async(
+            await wait_for(lambda: len(smtp_server.messages) == 1, 15, what="the mail")
+            await wait_for(
                 lambda: receiver.requests[-1].json is not None and len(receiver.requests) >= 3,
                 15,
                 what="a delivered webhook",
@@ -297,12 +298,6 @@ async def test_mutes_and_maintenance_record_but_do_not_send(tmp_path: Path, serv
     # "night"'s outage was never told: its down and its resolve stay muted, recorded.
     assert by[("night", "down")] == "muted" and by[("night", "resolved")] == "muted"
     assert [r.json["kind"] for r in receiver.requests] == ["down", "resolved"]
-
-
-async def wait_for_async(predicate, within: float, *, what: str) -> None:
-    with anyio.fail_after(within):
-        while not predicate():
-            await anyio.sleep(0.05)
 
 
 async def wait_for_async_db(dispatcher: Dispatcher, predicate, within: float) -> None:
