@@ -1,10 +1,13 @@
 """Request metrics: the gateway's latency histograms and error counters, exposed by the
-daemon's ``/metrics`` — against real servers on 127.0.0.1, read back with
-prometheus_client's own parser."""
+daemon's ``/metrics`` and by ``podium run --metrics / --pushgateway`` — all against real
+servers on 127.0.0.1, read back with prometheus_client's own parser."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +15,15 @@ from typing import Any
 
 import aiohttp
 import anyio
+import orjson
 import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner, Result
 
+from podium.cli import _publish
+from podium.cli import app as cli
 from podium.connectors import ConnectorConfig, HttpConnector, RetryPolicy
 from podium.jobs import Daemon
 from podium.orchestrator import RunResult, run
@@ -24,7 +31,7 @@ from podium.orchestrator._run_metrics import run_registry
 from podium.orchestrator.http import LATENCY_BUCKETS
 from podium.pipeline import Fetch, Pipeline
 
-from .daemon_helpers import free_port, read_runs, wait_for, write_config
+from .daemon_helpers import free_port, pipeline_toml, read_runs, wait_for, write_config
 from .servers import Seen, items_app, slow_app, status_app
 
 pytestmark = pytest.mark.anyio
@@ -271,3 +278,223 @@ async def test_the_daemon_exposes_request_error_success_and_check_metrics(
     assert (checked_at, label(pipeline="good", check="small")) not in samples
     # broken's record check saw no record: not evaluated, so no gauge at all
     assert (up, label(pipeline="broken", check="has_name")) not in samples
+
+
+# -- podium run ---------------------------------------------------------------------------------
+def flip_app() -> tuple[web.Application, dict[str, Any]]:
+    """``/items/{n}``: one record, or the status in ``state["status"]`` when it is set."""
+    state: dict[str, Any] = {"status": None, "requests": 0}
+    app = web.Application()
+
+    async def items(request: web.Request) -> web.Response:
+        state["requests"] += 1
+        if state["status"] is not None:
+            return web.json_response({"error": "down"}, status=state["status"])
+        return web.json_response({"items": [{"id": int(request.match_info["n"])}]})
+
+    app.router.add_get("/items/{n}", items)
+    return app, state
+
+
+def cli_config(tmp_path: Path, base: str, pages: int = 3) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f"""
+[database]
+url = "sqlite:///{tmp_path / "podium.db"}"
+
+[connectors.api]
+kind = "http"
+base_url = "{base}"
+retry = {{ attempts = 1 }}
+
+[pipelines.p]
+
+[[pipelines.p.stages]]
+name = "items"
+kind = "fetch"
+connector = "api"
+for_each = {{ range = [0, {pages}] }}
+as = "n"
+path = "/items/{{n}}"
+records = "items"
+
+[[pipelines.p.stages]]
+name = "has_id"
+kind = "check"
+expect = "id >= `0`"
+
+[[pipelines.p.stages]]
+name = "save"
+kind = "store"
+table = "items"
+key = ["id"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def podium_cli(*args: str) -> Result:
+    """The CLI in-process, in a worker thread: it runs an event loop of its own, and the
+    test's servers need this one to keep answering."""
+    invoke = functools.partial(CliRunner().invoke, cli, list(args))
+    return await anyio.to_thread.run_sync(invoke)
+
+
+async def recorded_runs(config: Path) -> list[dict[str, Any]]:
+    listed = await podium_cli("runs", "--config", str(config), "--json")
+    assert listed.exit_code == 0, listed.output
+    return orjson.loads(listed.stdout)  # type: ignore[no-any-return]
+
+
+async def test_run_metrics_file_holds_this_runs_counts_and_keeps_the_last_success(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    app, state = flip_app()
+    config = cli_config(tmp_path, await serve(app))
+    out = tmp_path / "metrics" / "podium_p.prom"
+    out.parent.mkdir()
+    done = await podium_cli("run", "p", "--config", str(config), "--metrics", str(out))
+    assert done.exit_code == 0, done.output
+    assert "ok in" in " ".join(done.stdout.split())  # the summary, as without --metrics
+    assert [p.name for p in out.parent.iterdir()] == ["podium_p.prom"]  # no temporary left
+    families, samples = parse(out.read_text(encoding="utf-8"))
+    assert families == FAMILIES
+    assert samples[(f"{DURATION}_count", label(connector="api"))] == state["requests"] == 3
+    assert buckets(samples, "api")[-1] == 3
+    first_success = samples[(LAST_SUCCESS, label(pipeline="p"))]
+    assert samples[("podium_check_up", label(pipeline="p", check="has_id"))] == 1
+
+    # The API now fails: the run fails, its file says so, and still carries the last
+    # success (from the journal) — a gauge gone with the failed run would silence an alert.
+    state["status"] = 404
+    failed = await podium_cli("run", "p", "--config", str(config), "--metrics", str(out))
+    assert failed.exit_code == 1, failed.output
+    _families, samples = parse(out.read_text(encoding="utf-8"))
+    assert samples[(f"{DURATION}_count", label(connector="api"))] == 3  # this run's only
+    assert samples[(ERRORS, label(connector="api", kind="status_4xx"))] == 3
+    assert samples[(LAST_SUCCESS, label(pipeline="p"))] == first_success
+    # the record check saw no record this time: not evaluated, no gauge
+    assert ("podium_check_up", label(pipeline="p", check="has_id")) not in samples
+    assert [r["status"] for r in await recorded_runs(config)] == ["failed", "ok"]  # newest first
+
+
+async def test_run_metrics_to_stdout_keep_stdout_parseable(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    app, state = flip_app()
+    config = cli_config(tmp_path, await serve(app))
+    done = await podium_cli("run", "p", "--config", str(config), "--metrics", "-")
+    assert done.exit_code == 0, done.output
+    families, samples = parse(done.stdout)  # nothing but the exposition
+    assert families == FAMILIES
+    assert samples[(f"{DURATION}_count", label(connector="api"))] == state["requests"] == 3
+    assert "ok in" in " ".join(done.stderr.split())  # the summary went to stderr
+
+    both = await podium_cli("run", "p", "--config", str(config), "--metrics", "-", "--json")
+    assert both.exit_code == 2
+    assert "--json and --metrics - both write to stdout" in both.stderr
+    assert state["requests"] == 3  # refused before the run
+
+
+def pushgateway_app(
+    status: int = 200, hang: asyncio.Event | None = None
+) -> tuple[web.Application, list[dict[str, Any]]]:
+    """A Pushgateway stand-in: records each push (method, path, body), answers ``status``
+    — or, given ``hang``, answers nothing until it is set."""
+    pushes: list[dict[str, Any]] = []
+    app = web.Application()
+
+    async def receive(request: web.Request) -> web.Response:
+        pushes.append(
+            {"method": request.method, "path": request.path, "body": await request.text()}
+        )
+        if hang is not None:
+            await hang.wait()
+        return web.Response(status=status, text="" if status < 400 else "boom")
+
+    app.router.add_route("*", "/metrics/{tail:.*}", receive)
+    return app, pushes
+
+
+async def test_pushgateway_receives_the_runs_metrics(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    app, state = flip_app()
+    gateway, pushes = pushgateway_app()
+    config = cli_config(tmp_path, await serve(app))
+    done = await podium_cli(
+        "run", "p", "--config", str(config), "--pushgateway", await serve(gateway)
+    )
+    assert done.exit_code == 0, done.output
+    assert [(p["method"], p["path"]) for p in pushes] == [("PUT", "/metrics/job/podium/pipeline/p")]
+    families, samples = parse(pushes[0]["body"])
+    assert families == FAMILIES
+    assert samples[(f"{DURATION}_count", label(connector="api"))] == state["requests"] == 3
+    assert (LAST_SUCCESS, label(pipeline="p")) in samples
+
+
+@pytest.mark.parametrize("gateway", ["answers 500", "refuses", "hangs"])
+async def test_a_failed_push_is_one_line_and_exit_1_after_the_run_is_recorded(
+    serve: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway: str
+) -> None:
+    app, _state = flip_app()
+    config = cli_config(tmp_path, await serve(app))
+    hang = asyncio.Event()
+    pushes: list[dict[str, Any]] = []
+    if gateway == "refuses":
+        url, reason = f"http://127.0.0.1:{free_port()}", "connection refused"
+    else:
+        receiver, pushes = pushgateway_app(500, hang if gateway == "hangs" else None)
+        url = await serve(receiver)
+        reason = "it answered HTTP 500" if gateway == "answers 500" else "no answer within 0.5s"
+    monkeypatch.setattr(_publish, "PUSH_TIMEOUT", 0.5)
+    try:
+        done = await podium_cli("run", "p", "--config", str(config), "--pushgateway", url)
+    finally:
+        hang.set()
+    assert done.exit_code == 1, done.output
+    # the run logs its progress on stderr (INFO); the failure is one line of its own
+    lines = [line for line in done.stderr.splitlines() if line.startswith("podium:")]
+    assert len(lines) == 1, done.stderr
+    pushing = f"podium: error: could not push the metrics to the Pushgateway at {url}: "
+    assert lines[0].startswith(pushing), lines
+    assert reason in lines[0] and "is recorded: podium show" in lines[0]
+    assert "Traceback" not in done.output
+    assert len(pushes) == (0 if gateway == "refuses" else 1)
+    assert [r["status"] for r in await recorded_runs(config)] == ["ok"]
+
+
+async def test_metrics_options_are_checked_before_the_run(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    app, state = flip_app()
+    config = cli_config(tmp_path, await serve(app))
+    missing = tmp_path / "nowhere" / "p.prom"
+    done = await podium_cli("run", "p", "--config", str(config), "--metrics", str(missing))
+    assert done.exit_code == 2 and "does not exist" in done.stderr
+    done = await podium_cli("run", "p", "--config", str(config), "--pushgateway", "http://:x")
+    assert done.exit_code == 2 and "--pushgateway expects" in done.stderr
+    assert state["requests"] == 0
+
+
+def test_import_help_and_validate_do_not_load_prometheus_client(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "config.toml",
+        database=f"sqlite:///{tmp_path / 'v.db'}",
+        base_url="http://127.0.0.1:9",
+        pipelines=pipeline_toml("p", '{ interval = "1h" }'),
+    )
+    code = f"""
+import sys
+import podium
+assert "prometheus_client" not in sys.modules, "import podium"
+from typer.testing import CliRunner
+from podium.cli import app
+for args in (["--help"], ["run", "--help"], ["validate", "--config", {str(config)!r}]):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (args, result.output)
+    assert "prometheus_client" not in sys.modules, args
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
