@@ -4,11 +4,16 @@ One registry per daemon (never the library's global one), so two daemons in one 
 — tests, an embedding host — never mix their counters. Label sets are bounded by the
 config (pipelines, connectors, statuses, HTTP codes), so the series stay the same in
 number however many runs the daemon makes.
+
+The request latency histogram, the error counters and the last-success and check gauges
+come from ``podium.orchestrator._run_metrics`` (``RunMetrics``), which ``podium run
+--metrics`` uses for its one run: the same families in both places.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +25,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from podium.orchestrator import RunStats
+from podium.orchestrator import CheckResultRow, RunStats
+from podium.orchestrator._run_metrics import RunMetrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -79,6 +85,9 @@ class Metrics:
         )
         self._running: Callable[[], dict[str, int]] = dict
         self.registry.register(_Running(lambda: self._running()))
+        # Request latency and errors, last successes, checks: every finished run's.
+        self.finished = RunMetrics()
+        self.registry.register(self.finished)
 
     def watch_running(self, running: Callable[[], dict[str, int]]) -> None:
         """Where ``podium_runs_running`` reads its values when scraped."""
@@ -90,7 +99,17 @@ class Metrics:
     def reload(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()
 
-    def run_finished(self, pipeline: str, status: str, seconds: float, stats: RunStats) -> None:
+    def run_finished(
+        self,
+        pipeline: str,
+        status: str,
+        seconds: float,
+        stats: RunStats,
+        checks: Iterable[CheckResultRow] = (),
+    ) -> None:
+        """Count a finished run (any status); ``checks``: its check results, if it got
+        as far as to have them."""
+        self.finished.record(pipeline, status, stats, checks, finished=time.time())
         self.runs.labels(pipeline, status).inc()
         self.durations.labels(pipeline).observe(seconds)
         self.stored.labels(pipeline).inc(stats.stored)

@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 from loguru import logger
 
-from podium.orchestrator import Database, RunResult, RunStats, run_pipeline
+from podium.orchestrator import CheckResultRow, Database, RunResult, RunStats, run_pipeline
 from podium.pipeline import DuplicateFire, Pipeline, PipelineBusy, PodiumError, Schedule
 
 from ._adapter import Fire
@@ -137,6 +137,7 @@ class RunPool:
         self.metrics.lateness.observe(max(late, 0.0))
         started = time.perf_counter()
         status: str | None = "failed"
+        checks: list[CheckResultRow] = []
         try:
             connectors = self.plan.config.connectors_for(pipeline)
             result = await self._run_when_free(
@@ -160,7 +161,7 @@ class RunPool:
                     alerts=self.plan.config.rules.get(fire.pipeline, ()),
                 ),
             )
-            status = result.status
+            status, checks = result.status, result.checks
         except DuplicateFire:
             status = None
             self.metrics.skip(fire.pipeline, "duplicate")
@@ -188,7 +189,7 @@ class RunPool:
         finally:
             if status is not None:
                 seconds = time.perf_counter() - started
-                self.metrics.run_finished(fire.pipeline, status, seconds, stats)
+                self.metrics.run_finished(fire.pipeline, status, seconds, stats, checks)
                 logger.bind(run_id=run_id).info(
                     "fire {} → run {} {} in {:.3f}s (late {:.1f} ms)",
                     _at(fire),

@@ -2,10 +2,11 @@
 
 from ._gateway import ConnectorChannel, Gateway, Transports, error_kind
 from ._retry import GiveUp, Retry, backoff, decide_failure, decide_status, retry_after_seconds
-from ._stats import ConnectorStats
+from ._stats import LATENCY_BUCKETS, ConnectorStats
 from ._transport import AiohttpTransport, MockReply, MockTransport, Transport, reply
 
 __all__ = [
+    "LATENCY_BUCKETS",
     "AiohttpTransport",
     "ConnectorChannel",
     "ConnectorStats",

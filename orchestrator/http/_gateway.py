@@ -22,6 +22,7 @@ being sent.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from urllib.parse import urljoin, urlsplit
@@ -44,7 +45,7 @@ from podium.pipeline import (
 
 from .._redact import Redactor
 from ._retry import GiveUp, Retry, decide_failure, decide_status
-from ._stats import ConnectorStats
+from ._stats import LATENCY_BUCKETS, ConnectorStats
 from ._transport import AiohttpTransport, Transport
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -187,12 +188,16 @@ class Gateway:
             try:
                 response = await self._attempt(channel, request)
             except TransportError as exc:
+                stats.errors[exc.kind] += 1
                 decision = decide_failure(policy, attempt, exc.message)
                 if isinstance(decision, GiveUp):
                     raise self._translate(exc, decision.reason, attempt) from None
             except RequestError as exc:  # the exchange itself is wrong: again would be too
+                stats.errors[exc.kind] += 1
                 raise self._translate(exc, exc.message, attempt) from None
             else:
+                if response.status >= 400:
+                    stats.errors["status_5xx" if response.status >= 500 else "status_4xx"] += 1
                 if response.status not in policy.statuses:  # the common case, decided here
                     response.attempts = attempt
                     return response
@@ -232,7 +237,10 @@ class Gateway:
             )
             status = response.status
             stats.statuses[status] += 1
-            stats.seconds += response.elapsed
+            elapsed = response.elapsed
+            stats.seconds += elapsed
+            # A bisect over the 13 bounds in C: ~0.07 µs an exchange (W1 counts microseconds).
+            stats.latency[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
             location = response.headers.get("Location") if status in REDIRECT_STATUSES else None
             if not location or not redirects.follow:
                 response.redirects = hops

@@ -1,7 +1,8 @@
 """``podium run``, ``demo``, ``demo-api``, ``validate`` and ``pipelines``.
 
-Exit codes: 0 the run was ok (or partial within its policy), 1 the run failed,
-2 a usage or configuration mistake. User mistakes print one line, never a traceback.
+Exit codes: 0 the run was ok (or partial within its policy), 1 the run failed (or its
+metrics could not be written or pushed: the run is recorded all the same), 2 a usage or
+configuration mistake. User mistakes print one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
     from podium.orchestrator import Config, Database, RunResult, RunRow
     from podium.pipeline import Pipeline
+
+    from ._publish import Destinations
 
 
 def parse_params(values: list[str] | None) -> dict[str, Any]:
@@ -166,16 +169,30 @@ def _demo_hint(config: Config, result: RunResult) -> str | None:
 def report(
     result: RunResult, *, as_json: bool, hint: str | None = None, notes: list[str] | None = None
 ) -> None:
+    """The run's summary, then exit status 1 unless the run was ok."""
+    show_summary(result, as_json=as_json, hint=hint, notes=notes)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def show_summary(
+    result: RunResult,
+    *,
+    as_json: bool,
+    hint: str | None = None,
+    stderr: bool = False,
+    notes: list[str] | None = None,
+) -> None:
+    """The run's summary; on stderr with ``stderr`` (stdout carries the metrics)."""
     from ._display import result_json, run_report
 
     if as_json:
         import orjson
 
-        sys.stdout.write(
-            orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode() + "\n"
-        )
+        text = orjson.dumps(result_json(result), option=orjson.OPT_INDENT_2).decode()
+        (sys.stderr if stderr else sys.stdout).write(text + "\n")
     else:
-        out = console()
+        out = console(stderr=stderr)
         for part in run_report(result.run, result.checks, result.events):
             out.print(part)
     if result.record_error is not None:
@@ -184,8 +201,6 @@ def report(
         error(note, prefix="podium: warning:")
     if hint is not None and not result.ok:
         error(hint, prefix="podium: hint:")
-    if not result.ok:
-        raise typer.Exit(EXIT_FAILED)
 
 
 def run_command(
@@ -198,6 +213,7 @@ def run_command(
     log_json: bool,
     verbose: bool,
     resume: bool = False,
+    metrics: Destinations | None = None,
 ) -> None:
     import anyio
 
@@ -221,7 +237,18 @@ def run_command(
         ),
         backend="asyncio",
     )
-    report(result, as_json=as_json, hint=_demo_hint(config, result), notes=notes)
+    hint = _demo_hint(config, result)
+    if metrics is None or not metrics.any:
+        report(result, as_json=as_json, hint=hint, notes=notes)
+        return
+    from ._publish import publish
+
+    # The summary first, the metrics after it: written, printed, pushed — each only now
+    # that the run is recorded, so a destination that fails loses none of its data.
+    show_summary(result, as_json=as_json, hint=hint, stderr=metrics.stdout, notes=notes)
+    delivered = anyio.run(publish, config, result, metrics, backend="asyncio")
+    if not (result.ok and delivered):
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -244,8 +271,28 @@ def run(
             "--resume", help="continue the pipeline's latest interrupted run where it stopped"
         ),
     ] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            metavar="PATH",
+            help="write the run's Prometheus metrics to PATH (atomically; - for stdout, "
+            "the summary then goes to stderr)",
+        ),
+    ] = None,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option(
+            "--pushgateway",
+            metavar="URL",
+            help="push the run's Prometheus metrics to this Pushgateway "
+            "(job podium, grouping key pipeline)",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline once, with live progress and a summary."""
+    from ._publish import destinations
+
     run_command(
         config,
         pipeline,
@@ -255,6 +302,7 @@ def run(
         log_json=log_json,
         verbose=verbose,
         resume=resume,
+        metrics=destinations(metrics, pushgateway, as_json=as_json),
     )
 
 
