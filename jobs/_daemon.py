@@ -96,7 +96,9 @@ class Daemon:
                 services.start_soon(self._signals, services.cancel_scope, name="daemon:signals")
                 services.start_soon(self._take_over, journal, name="daemon:take-over")
                 services.start_soon(self._notify, database, name="daemon:notify")
-                watchdog = Watchdog(database, lambda: self.plan)
+                watchdog = Watchdog(
+                    database, lambda: self.plan, self.metrics.finished.follow_checks
+                )
                 services.start_soon(watchdog.serve, name="daemon:watchdog")
                 self.port = await services.start(endpoint.serve, name="daemon:http")
                 write_runtime(

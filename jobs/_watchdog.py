@@ -1,4 +1,5 @@
-"""The daemon's watchdog: fires that did not happen, and history housekeeping.
+"""The daemon's watchdog: fires that did not happen, history housekeeping, and the
+checks' state for the daemon's gauges.
 
 A run rule with ``on = ["missed"]`` watches its pipeline's schedule: every fire due
 more than ``misfire_after`` (plus the schedule's jitter) ago with no run of the pipeline
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 from croniter import croniter
@@ -71,11 +73,18 @@ def overdue(
 
 
 class Watchdog:
-    def __init__(self, database: Database, plan: Callable[[], Plan]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        plan: Callable[[], Plan],
+        on_check_status: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.monitoring = Monitoring(database)
         self.journal = Journal(database)
         self._plan = plan
         self._pruned_at: datetime | None = None
+        # Called with every check's journal state each round (the daemon's gauges).
+        self._on_check_status = on_check_status
 
     def _missed_rules(self) -> list[tuple[AlertRule, Schedule]]:
         plan = self._plan()
@@ -93,6 +102,8 @@ class Watchdog:
             try:
                 await self.look()
                 await self.housekeeping()
+                if self._on_check_status is not None:
+                    self._on_check_status(await self.monitoring.check_status())
             except PodiumError as exc:  # the database is away: the next round tries again
                 logger.warning("the watchdog could not look at the journal: {}", exc)
             await anyio.sleep(WATCH_EVERY)

@@ -27,8 +27,9 @@ the command that needs it).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import accumulate
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -83,6 +84,16 @@ class RunMetrics(Collector):
             self.checks_up[key] = check.ok
             if check.ok:
                 self.checks_last_success[key] = finished
+
+    def follow_checks(self, status: Iterable[Mapping[str, Any]]) -> None:
+        """Take the checks' state from the journal's ``podium_check_status`` rows: with
+        several daemons, each runs some of the fires, and every one of them should
+        report the cluster's latest result, not the latest of its own runs."""
+        for row in status:
+            key = (row["pipeline"], row["name"])
+            self.checks_up[key] = bool(row["ok"])
+            if row["last_success_at"] is not None:
+                self.checks_last_success[key] = row["last_success_at"].timestamp()
 
     def success(self, pipeline: str, at: float) -> None:
         """A success of ``pipeline`` at ``at`` (unix time), unless a later one is known."""

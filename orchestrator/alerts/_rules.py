@@ -76,7 +76,10 @@ def rules_for(
         if not isinstance(stage, Check):
             continue
         if stage.alerts is not None:
-            stage_where = f"{where}stages[{index}] ({stage.name}).alerts"
+            # A monitor's check is its table: its alerts are the table's own key.
+            stage_where = (
+                f"{where}alerts" if monitor else f"{where}stages[{index}] ({stage.name}).alerts"
+            )
             checks = [(a, f"{stage_where}[{i}]") for i, a in enumerate(stage.alerts)]
         elif monitor:
             checks = [(AlertAttachment(alert=d), "") for d in defaults]

@@ -133,6 +133,8 @@ def check_urls(config: AlertConfig, *, redact: Redactor | None = None) -> list[s
     For the config loader (synchronous; imports Apprise). Each problem is one line,
     ``urls[1] foo://…: …``, redacted.
     """
+    if not config.urls:
+        return []  # a webhook only: no reason to load Apprise's ~190 plugins
     apprise = _import_apprise()
     scrub = _scrubber(config, redact or Redactor())
     problems = []

@@ -46,22 +46,24 @@ def record_checks(
         ok, name = bool(check["ok"]), check["name"]
         key = (STATUS.c.pipeline == pipeline) & (STATUS.c.name == name)
         current = conn.execute(select(STATUS).where(key).with_for_update()).first()
-        values: dict[str, Any] = {
-            "target": check["target"],
-            "ok": ok,
-            "last_at": at,
-            "last_run_id": run_id,
-        }
-        if ok:
+        # Runs of one pipeline may finish out of order (overlap = "parallel", a resumed
+        # run): the state follows the latest result, not the latest write.
+        latest = current is None or at >= current.last_at
+        values: dict[str, Any] = {"target": check["target"]}
+        if latest:
+            values |= {"ok": ok, "last_at": at, "last_run_id": run_id}
+            if current is None or bool(current.ok) != ok:
+                values["since"] = at
+        if ok and (current is None or not current.last_success_at or at > current.last_success_at):
             values["last_success_at"] = at
-        else:
+        if not ok and (
+            current is None or not current.last_failure_at or at > current.last_failure_at
+        ):
             values |= {
                 "last_failure_at": at,
                 "last_failure_run_id": run_id,
                 "last_failure_cause": check.get("cause"),
             }
-        if current is None or bool(current.ok) != ok:
-            values["since"] = at
         if current is None:
             _insert_or_update(conn, STATUS, key, {"pipeline": pipeline, "name": name, **values})
         else:

@@ -318,6 +318,7 @@ def demo(
 
     with serve_demo_api() as url:
         os.environ["PODIUM_DEMO_URL"] = url
+        os.environ.setdefault("PODIUM_ALERT_WEBHOOK", f"{url}/webhook")
         run_command(
             config,
             pipeline,
@@ -371,12 +372,17 @@ def validate(
         from podium.jobs import check_alerts
 
         check_alerts(loaded)
-    monitors = f" ({len(loaded.monitors)} monitors)" if loaded.monitors else ""
     own = [n for n in loaded.connectors if not n.startswith("monitor.")]
-    alerts = f", {len(loaded.alerts)} alerts" if loaded.alerts else ""
-    typer.echo(
-        f"{config}: ok — {len(loaded.pipelines)} pipelines{monitors}, {len(own)} connectors{alerts}"
-    )
+    counts = [_many(len(loaded.pipelines), "pipeline"), _many(len(own), "connector")]
+    if loaded.monitors:
+        counts[0] += f" ({_many(len(loaded.monitors), 'monitor')})"
+    if loaded.alerts:
+        counts.append(_many(len(loaded.alerts), "alert"))
+    typer.echo(f"{config}: ok — {', '.join(counts)}")
+
+
+def _many(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 It answers like the real services the real-world examples use, over real HTTP on
 loopback: ``/cities``, ``/weather/{id}`` (bearer token required), and ``/air?city=ID``
-(API key in a header), with values that change over time so each run updates rows.
+(API key in a header), with values that change over time so each run updates rows —
+and, for the monitoring example, ``/health``, ``/chaos`` and a ``/webhook`` sink (``_ops``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 from datetime import UTC, datetime
 
 from aiohttp import web
+
+from ._ops import add_ops_routes
 
 CITIES = [
     ("ams", "Amsterdam", "NL", 52.37, 4.90), ("ath", "Athens", "GR", 37.98, 23.73),
@@ -96,4 +99,5 @@ def demo_app() -> web.Application:
     app.add_routes(
         [web.get("/cities", cities), web.get("/weather/{city}", weather), web.get("/air", air)]
     )
+    add_ops_routes(app)
     return app
