@@ -11,6 +11,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "call_daemon": "_control",
+    "config_token": "_control",
+    "follow_progress": "_control",
     "fetch_statuses": "_control",
     "live_daemons": "_control",
     "reload_daemons": "_control",
@@ -39,7 +42,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from ._control import call_daemon as call_daemon
+    from ._control import config_token as config_token
     from ._control import fetch_statuses as fetch_statuses
+    from ._control import follow_progress as follow_progress
     from ._control import live_daemons as live_daemons
     from ._control import reload_daemons as reload_daemons
     from ._control import request_reload as request_reload

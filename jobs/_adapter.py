@@ -74,6 +74,11 @@ class Fire:
     trigger: str = "schedule"
     # An interrupted run this node took over: the fire continues it instead of starting one.
     resume: RunRow | None = None
+    # A fire asked for (podium trigger, backfill): its parameters, the trigger's key, and
+    # whether it holds the pipeline's overlap lock (None: as the schedule's overlap says).
+    params: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    exclusive: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import functools
 import os
 import secrets
 import tomllib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,24 @@ def runtime_dir(config_path: Path, configured: str | None = None) -> Path:
     return (config_path.parent / configured).resolve()
 
 
+def config_token(config_path: Path) -> str | None:
+    """``[scheduler] token`` of the config, read on its own (a reload must work with a
+    config whose other parts are broken): ``${ENV}`` resolved, None when not set."""
+    from podium.orchestrator.config import interpolate
+
+    try:
+        raw = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    value = (
+        raw.get("scheduler", {}).get("token") if isinstance(raw.get("scheduler"), dict) else None
+    )
+    if not isinstance(value, str):
+        return None
+    token = interpolate(value, os.environ, "scheduler.token")
+    return str(token) if token else None
+
+
 def runtime_file(directory: Path, node_id: str) -> Path:
     return directory / f"daemon-{node_id}.json"
 
@@ -67,9 +85,14 @@ def new_instance() -> str:
 
 
 def write_runtime(path: Path, info: dict[str, Any]) -> None:
+    """Write the runtime file atomically, readable by its owner only: it may hold the
+    daemon's own write token."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(info))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(orjson.dumps(info))
+    os.chmod(tmp, 0o600)  # an existing .tmp keeps its old mode through O_CREAT
     tmp.replace(path)
 
 
@@ -191,7 +214,9 @@ async def live_daemons(config_path: Path, node_id: str | None = None) -> list[di
     return [doc for _info, doc in survey.live]
 
 
-async def request_reload(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:
+async def request_reload(
+    config_path: Path, node_id: str | None = None, token: str | None = None
+) -> list[dict[str, Any]]:
     """``POST /reload`` to each verified daemon of ``config_path``; the ones that reloaded.
 
     Any daemon that did not answer or rejected the new config makes this raise one
@@ -208,9 +233,11 @@ async def request_reload(config_path: Path, node_id: str | None = None) -> list[
         problems = survey.problems
         for info, doc in survey.live:
             name, url = doc["node_id"], f"{_base_url(info)}/reload"
+            bearer = token or info.get("token")
+            headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
             try:
                 params = {"instance": info["instance"]}
-                async with session.post(url, params=params) as response:
+                async with session.post(url, params=params, headers=headers) as response:
                     answer = await response.json()
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
                 problems.append(f"node {name!r} at {url} did not answer ({type(exc).__name__})")
@@ -227,11 +254,82 @@ async def request_reload(config_path: Path, node_id: str | None = None) -> list[
     return done
 
 
-def reload_daemons(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:
+def reload_daemons(
+    config_path: Path, node_id: str | None = None, token: str | None = None
+) -> list[dict[str, Any]]:
     """``request_reload`` for synchronous callers (the CLI): the daemons that reloaded."""
     import anyio
 
-    return anyio.run(functools.partial(request_reload, config_path, node_id), backend="asyncio")
+    return anyio.run(
+        functools.partial(request_reload, config_path, node_id, token), backend="asyncio"
+    )
+
+
+@dataclass(frozen=True)
+class DaemonCall:
+    """What a daemon answered to a control request."""
+
+    status: int
+    answer: dict[str, Any]
+    node_id: str
+    base_url: str
+    token: str | None
+
+
+async def call_daemon(
+    config_path: Path,
+    path: str,
+    body: dict[str, Any],
+    *,
+    token: str | None,
+    node_id: str | None = None,
+) -> DaemonCall:
+    """``POST path`` with ``body`` to a verified daemon of ``config_path`` (the first, or
+    ``node_id``), with ``token`` — else the token the daemon keeps in its runtime file
+    when none is configured. Raises PodiumError when no daemon answers."""
+    import aiohttp
+
+    config_path = Path(config_path)
+    async with _session(RELOAD_TIMEOUT) as session:
+        survey = await _survey(session, config_path, node_id)
+        if not survey.live:
+            if survey.problems:
+                raise PodiumError("; ".join(survey.problems))
+            raise _not_running(config_path, node_id, survey)
+        info, doc = survey.live[0]
+        base = _base_url(info)
+        bearer = token or info.get("token")
+        headers = {"User-Agent": "podium-cli"}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        try:
+            async with session.post(f"{base}{path}", json=body, headers=headers) as response:
+                answer = await response.json(content_type=None)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise PodiumError(
+                f"node {doc['node_id']!r} at {base} did not answer ({type(exc).__name__})"
+            ) from None
+    if not isinstance(answer, dict):
+        answer = {"error": "the daemon's answer was not a JSON object"}
+    return DaemonCall(status, answer, str(doc["node_id"]), base, bearer)
+
+
+async def follow_progress(call: DaemonCall, run_id: str) -> AsyncIterator[dict[str, Any]]:
+    """The run's progress lines from the daemon that started it, to its end."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {call.token}"} if call.token else {}
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(f"{call.base_url}/api/runs/{run_id}/progress", headers=headers) as response,
+    ):
+        if response.status != 200:
+            raise PodiumError(f"the daemon refused the progress of run {run_id}: {response.status}")
+        async for line in response.content:
+            if line.strip():
+                yield orjson.loads(line)
 
 
 async def fetch_statuses(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from loguru import logger
 
 from podium.orchestrator import Database, Journal, load_config, open_database
 from podium.orchestrator.engine import pipeline_hash
+from podium.orchestrator.storage import Controls
 from podium.pipeline import PipelineBusy, PodiumError, StoreError
 
 from ._adapter import Fire, SchedulerAdapter, lateness, missed_fire
@@ -28,10 +30,12 @@ from ._control import hold_node, new_instance, runtime_dir, runtime_file, write_
 from ._http import Endpoint
 from ._metrics import Metrics
 from ._models import Plan, build_plan, check_node_id, default_node_id
+from ._operations import Operations
 from ._pool import RunPool
 from ._watchdog import Watchdog
 
 EXIT_FORCED = 130
+NODE_BEAT_SECONDS = 5.0
 # Runs a daemon started (and may continue when their node is gone).
 DAEMON_TRIGGERS = ("schedule", "catch_up", "manual", "api", "backfill")
 
@@ -52,6 +56,7 @@ class Daemon:
         self._pool: RunPool | None = None
         self._adapter: SchedulerAdapter | None = None
         self._database: Database | None = None
+        self.operations: Operations | None = None
 
     def stop(self) -> None:
         """Stop firing and wind down (what the first SIGTERM does)."""
@@ -83,13 +88,14 @@ class Daemon:
                 logger.warning("marked {} run(s) left running by this node as interrupted", stale)
             pool = self._pool = RunPool(database, self.node_id, self.metrics, self.plan)
             self.metrics.watch_running(pool.running)
+            self.operations = Operations(database, pool, lambda: self.plan, self.node_id)
             endpoint = Endpoint(
-                settings.host,
-                settings.port,
+                settings,
                 instance=self.instance,
                 status=self.status,
                 metrics=self.metrics.render,
                 reload=self._reload,
+                operations=self.operations,
             )
             info_path = runtime_file(directory, self.node_id)
             async with anyio.create_task_group() as services:
@@ -101,17 +107,21 @@ class Daemon:
                 )
                 services.start_soon(watchdog.serve, name="daemon:watchdog")
                 self.port = await services.start(endpoint.serve, name="daemon:http")
-                write_runtime(
-                    info_path,
-                    {
-                        "pid": os.getpid(),
-                        "node_id": self.node_id,
-                        "instance": self.instance,
-                        "host": settings.host,
-                        "port": self.port,
-                        "config": str(self.config_path.resolve()),
-                    },
-                )
+                assert endpoint.access is not None
+                info = {
+                    "pid": os.getpid(),
+                    "node_id": self.node_id,
+                    "instance": self.instance,
+                    "host": settings.host,
+                    "port": self.port,
+                    "config": str(self.config_path.resolve()),
+                }
+                if endpoint.access.ephemeral:
+                    # No token configured: the command line on this machine writes with
+                    # this one (the file is the user's alone, mode 0600).
+                    info["token"] = endpoint.access.write_token
+                write_runtime(info_path, info)
+                services.start_soon(self._beat, database, name="daemon:beat")
                 try:
                     await self._fire_until_stopped(pool, journal, task_status)
                 finally:
@@ -146,6 +156,33 @@ class Daemon:
             with anyio.move_on_after(grace):
                 await pool.wait_idle()
             pool.cancel()
+
+    async def _beat(self, database: Database) -> None:
+        """Say every few seconds that this node is up (the page's cluster view)."""
+        from podium import __version__
+
+        controls = Controls(database)
+        values = {
+            "node_id": self.node_id,
+            "host": self.plan.settings.host,
+            "port": self.port,
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self.started_at,
+            "stopped_at": None,
+        }
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await controls.beat(**values)
+                except PodiumError as exc:
+                    logger.warning("could not record the node's heartbeat: {}", exc)
+                with anyio.move_on_after(NODE_BEAT_SECONDS):
+                    await self._stopping.wait()
+        finally:
+            # The node is going: if this fails, its last heartbeat ages out on its own.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(3), suppress(PodiumError):
+                await controls.beat(**{**values, "stopped_at": datetime.now(UTC)})
 
     async def _notify(self, database: Database) -> None:
         """Deliver the alert notifications runs queue (on any node), until cancelled."""
@@ -225,6 +262,19 @@ class Daemon:
         pool, schedule = self._pool, self.plan.schedules.get(fire.pipeline)
         if pool is None or schedule is None or self._stopping.is_set():
             return
+        if self._database is not None:
+            try:
+                paused = await Controls(self._database).paused()
+            except PodiumError as exc:
+                paused = {}
+                logger.warning("could not read which pipelines are paused: {}", exc)
+            if fire.pipeline in paused:
+                self.metrics.skip(fire.pipeline, "paused")
+                logger.bind(pipeline=fire.pipeline).info(
+                    "fire {} skipped: the pipeline is paused",
+                    (fire.scheduled_for or fire.due).isoformat(),
+                )
+                return
         late = lateness(fire)
         if schedule.catch_up == "skip" and late > self.plan.settings.misfire_after:
             self.metrics.skip(fire.pipeline, "missed")
@@ -301,8 +351,10 @@ class Daemon:
         plan, pool, adapter = self.plan, self._pool, self._adapter
         states = await adapter.states() if adapter is not None else {}
         running = pool.running() if pool is not None else {}
+        backfilling = pool.backfilling if pool is not None else {}
         pipelines = []
         journal = Journal(self._database) if self._database is not None else None
+        paused = await Controls(self._database).paused() if self._database is not None else {}
         for name, schedule in plan.schedules.items():
             state = states.get(name)
             last = await journal.runs(name, 1) if journal is not None else []
@@ -311,7 +363,10 @@ class Daemon:
                 {
                     "name": name,
                     "schedule": schedule.describe(),
-                    "paused": schedule.paused,
+                    "paused": schedule.paused or name in paused,
+                    "paused_by_hand": name in paused,
+                    "paused_reason": paused.get(name, {}).get("reason"),
+                    "backfill_pending": backfilling.get(name, 0),
                     "overlap": schedule.overlap,
                     "catch_up": schedule.catch_up,
                     "next_fire": _iso(state.next_fire if state else None),

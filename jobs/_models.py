@@ -8,10 +8,12 @@ not at all, so a broken reload never replaces a working plan.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 import socket
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -62,6 +64,15 @@ class SchedulerSettings(BaseModel):
     runtime_dir: str = ".podium"  # pid/port files, relative to the config file
     # Interrupted fires younger than this are taken over and resumed (resume = "auto").
     resume_within: Duration = timedelta(hours=1)
+    # The endpoint's access. Writes (reload, trigger, pause, backfill, cancel, mute) need
+    # `token`; reads need `read_token` (or `token`) when set, or when the endpoint listens
+    # beyond loopback unless `public_reads`. Give both from the environment: ${PODIUM_TOKEN}.
+    token: str | None = Field(default=None, min_length=16)
+    read_token: str | None = Field(default=None, min_length=16)
+    public_reads: bool = False
+    # How people (or a proxy) reach the endpoint, e.g. https://podium.example.com: its
+    # Host and Origin are accepted, besides the address it listens on.
+    public_url: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SchedulerSettings:
@@ -72,7 +83,25 @@ class SchedulerSettings(BaseModel):
             )
         if self.lease < timedelta(seconds=2) or self.cleanup <= timedelta(0):
             raise ValueError("lease must be at least 2s and cleanup positive")
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("public_url must be an http:// or https:// URL with a host")
         return self
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the endpoint listens on this machine only."""
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Plan(BaseModel):
@@ -98,6 +127,13 @@ def build_plan(config: Config) -> Plan:
         settings = SchedulerSettings.model_validate(config.scheduler)
     except ValidationError as exc:
         raise config_error(exc, config.path, "scheduler", SchedulerSettings) from None
+    if not settings.loopback and settings.token is None:
+        raise ConfigError(
+            f"the endpoint would listen on {settings.host}, beyond this machine, with no "
+            'token: anyone who reaches it could run pipelines. Set token = "${PODIUM_TOKEN}" '
+            "(and export PODIUM_TOKEN), or listen on 127.0.0.1",
+            where=f"{config.path}: scheduler.host",
+        )
     for name in sorted(config.scheduled):
         entry = config.pipelines.get(name)
         if isinstance(entry, PodiumError):

@@ -19,10 +19,17 @@ from datetime import UTC, datetime
 
 import aiohttp
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 from loguru import logger
 
-from podium.orchestrator import CheckResultRow, Database, RunResult, RunStats, run_pipeline
+from podium.orchestrator import (
+    CheckResultRow,
+    Database,
+    RunResult,
+    RunRow,
+    RunStats,
+    run_pipeline,
+)
 from podium.pipeline import DuplicateFire, Pipeline, PipelineBusy, PodiumError, Schedule
 
 from ._adapter import Fire
@@ -53,6 +60,10 @@ class RunPool:
         self._idle = anyio.Event()
         self._idle.set()
         self._pipelines: dict[str, Pipeline] = {}
+        # The counters of every run going on here, by run id (progress for trigger --wait).
+        self.live: dict[str, RunStats] = {}
+        # Backfill slots not run yet, by pipeline.
+        self.backfilling: dict[str, int] = {}
         self.plan = plan
         self.install(plan)
 
@@ -126,12 +137,100 @@ class RunPool:
             elif not any(s.running for s in self._slots.values()):
                 self._idle.set()
 
-    async def _execute(self, fire: Fire) -> None:
-        pipeline = self._pipelines.get(fire.pipeline)
+    async def start_now(self, fire: Fire) -> RunRow:
+        """Start a run for ``fire`` now, whatever the schedule (a trigger, a backfill
+        slot): the run's row once it is recorded as running. What stops it from starting
+        — ``DuplicateTrigger``, ``DuplicateFire``, ``PipelineBusy``, a broken pipeline —
+        is raised here, to the one who asked."""
+        if self._tg is None:
+            raise PodiumError("the daemon is stopping: no new runs")
+        started: RunRow = await self._tg.start(
+            self._run_started, fire, name=f"run:{fire.pipeline}:{fire.trigger}"
+        )
+        return started
+
+    def backfill(self, pipeline: str, slots: list[datetime], concurrency: int) -> None:
+        """Run ``pipeline`` once per slot (its ``scheduled_for``), ``concurrency`` at a
+        time, in the background. Backfill runs do not take the overlap lock: running them
+        side by side is what was asked for."""
+        if self._tg is None:
+            raise PodiumError("the daemon is stopping: no new runs")
+        if slots:
+            self.backfilling[pipeline] = self.backfilling.get(pipeline, 0) + len(slots)
+            self._tg.start_soon(
+                self._backfill, pipeline, slots, concurrency, name=f"backfill:{pipeline}"
+            )
+
+    async def _backfill(self, pipeline: str, slots: list[datetime], concurrency: int) -> None:
+        limiter = anyio.CapacityLimiter(concurrency)
+
+        async def one(slot: datetime) -> None:
+            try:
+                async with limiter:
+                    fire = Fire(pipeline, slot, slot, "backfill", exclusive=False)
+                    await self._run_one(fire)
+            finally:
+                self.backfilling[pipeline] -= 1
+                if not self.backfilling[pipeline]:
+                    del self.backfilling[pipeline]
+
+        async with anyio.create_task_group() as tg:
+            for slot in slots:
+                tg.start_soon(one, slot, name=f"backfill:{pipeline}@{slot.isoformat()}")
+
+    async def _run_one(self, fire: Fire) -> None:
+        slot = self._slots.setdefault(fire.pipeline, _Slot())
+        slot.running += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        try:
+            with logger.contextualize(pipeline=fire.pipeline):
+                await self._execute(fire)
+        finally:
+            slot.running -= 1
+            if not any(s.running for s in self._slots.values()):
+                self._idle.set()
+
+    async def _run_started(self, fire: Fire, *, task_status: TaskStatus[RunRow]) -> None:
+        slot = self._slots.setdefault(fire.pipeline, _Slot())
+        slot.running += 1
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        try:
+            with logger.contextualize(pipeline=fire.pipeline):
+                await self._execute(fire, task_status)
+        finally:
+            slot.running -= 1
+            if not any(s.running for s in self._slots.values()):
+                self._idle.set()
+
+    def _pipeline_for(self, fire: Fire) -> tuple[Pipeline, Schedule | None] | None:
+        """The pipeline a fire runs: a scheduled one with its budget, or — asked for by
+        hand — any valid pipeline of the config."""
         schedule = self.plan.schedules.get(fire.pipeline)
-        if pipeline is None or schedule is None:
+        pipeline = self._pipelines.get(fire.pipeline)
+        if pipeline is not None:
+            return pipeline, schedule
+        if fire.trigger in ("schedule", "catch_up"):
+            return None
+        found = self.plan.config.pipeline(fire.pipeline)
+        budget = found.timeout or self.plan.settings.default_timeout.total_seconds()
+        return found.model_copy(update={"timeout": budget}), None
+
+    async def _execute(self, fire: Fire, task_status: TaskStatus[RunRow] | None = None) -> None:
+        found = self._pipeline_for(fire)
+        if found is None:
             return
+        pipeline, schedule = found
         run_id = fire.resume.id if fire.resume is not None else uuid.uuid4().hex
+        told = False
+
+        def on_started(run: RunRow) -> None:
+            nonlocal told
+            told = True
+            if task_status is not None:
+                task_status.started(run)
+
+        overlap = schedule.overlap if schedule is not None else "skip"
+        exclusive = fire.exclusive if fire.exclusive is not None else overlap != "parallel"
         stats = RunStats()
         late = (datetime.now(UTC) - fire.due).total_seconds()
         self.metrics.lateness.observe(max(late, 0.0))
@@ -140,41 +239,50 @@ class RunPool:
         checks: list[CheckResultRow] = []
         try:
             connectors = self.plan.config.connectors_for(pipeline)
-            result = await self._run_when_free(
-                schedule,
-                functools.partial(
-                    run_pipeline,
-                    pipeline,
-                    connectors=connectors,
-                    database=self.database,
-                    concurrency=self.plan.config.limits.concurrency,
-                    trigger=fire.trigger,
-                    scheduled_for=fire.scheduled_for,
-                    stats=stats,
-                    run_id=run_id,
-                    secrets=self.plan.config.secrets,
-                    node=self.node_id,
-                    # One run at a time across every node, unless overlap = parallel.
-                    exclusive=schedule.overlap != "parallel",
-                    resume=fire.resume,
-                    lease=self.plan.config.journal.lease,
-                    alerts=self.plan.config.rules.get(fire.pipeline, ()),
-                ),
+            start = functools.partial(
+                run_pipeline,
+                pipeline,
+                connectors=connectors,
+                database=self.database,
+                concurrency=self.plan.config.limits.concurrency,
+                params=fire.params,
+                trigger=fire.trigger,
+                scheduled_for=fire.scheduled_for,
+                stats=stats,
+                run_id=run_id,
+                secrets=self.plan.config.secrets,
+                node=self.node_id,
+                # One run at a time across every node, unless overlap = parallel.
+                exclusive=exclusive,
+                idempotency_key=fire.idempotency_key,
+                resume=fire.resume,
+                lease=self.plan.config.journal.lease,
+                alerts=self.plan.config.rules.get(fire.pipeline, ()),
+                on_started=on_started,
             )
+            self.live[run_id] = stats
+            if task_status is not None or schedule is None:
+                result = await start()  # asked for now: a busy pipeline is an answer
+            else:
+                result = await self._run_when_free(schedule, start)
             status, checks = result.status, result.checks
-        except DuplicateFire:
+        except PodiumError as exc:
             status = None
-            self.metrics.skip(fire.pipeline, "duplicate")
-            logger.info("fire {} already ran (another node or delivery): nothing to do", _at(fire))
-        except PipelineBusy as exc:
-            status = None
-            self.metrics.skip(fire.pipeline, "overlap")
-            logger.info("fire {} skipped: {}", _at(fire), exc.message)
+            if task_status is not None and not told:
+                raise  # the run did not start: the one who asked hears why
+            if isinstance(exc, DuplicateFire):
+                self.metrics.skip(fire.pipeline, "duplicate")
+                logger.info("fire {} already ran (another node or delivery): nothing to do",
+                            _at(fire))  # fmt: skip
+            elif isinstance(exc, PipelineBusy):
+                self.metrics.skip(fire.pipeline, "overlap")
+                logger.info("fire {} skipped: {}", _at(fire), exc.message)
+            else:
+                status = "failed"
+                logger.error("fire {} could not start a run: {}", _at(fire), exc)
         except anyio.get_cancelled_exc_class():
             status = "interrupted"
             raise
-        except PodiumError as exc:
-            logger.error("fire {} could not start a run: {}", _at(fire), exc)
         except _TRANSPORT_ERRORS as exc:
             # Expected trouble that escaped as a raw library error. Its str/repr may carry
             # request headers or URLs with credentials: the type name is all that is logged.
@@ -187,6 +295,7 @@ class RunPool:
                 _frames(exc),
             )
         finally:
+            self.live.pop(run_id, None)
             if status is not None:
                 seconds = time.perf_counter() - started
                 self.metrics.run_finished(fire.pipeline, status, seconds, stats, checks)

@@ -11,65 +11,23 @@ once, by whichever node looks first: the journal keeps the latest slot counted.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from croniter import croniter
 from loguru import logger
 
 from podium.orchestrator import Database, Journal
 from podium.orchestrator.alerts import AlertRule
-from podium.orchestrator.storage import Monitoring, utcnow
+from podium.orchestrator.storage import Controls, Monitoring, utcnow
 from podium.pipeline import PodiumError, Schedule
 
 from ._models import Plan
+from ._slots import overdue
 
 WATCH_EVERY = 5.0
 PRUNE_EVERY = timedelta(hours=1)
-# Counting further gains nothing (any threshold is met); it bounds the work after a
-# long outage of a schedule that fires every second.
-MAX_COUNTED = 1000
-
-
-def overdue(
-    schedule: Schedule, baseline: datetime, horizon: datetime
-) -> tuple[int, datetime] | None:
-    """How many fires of ``schedule`` fall in (baseline, horizon], and the latest."""
-    end = schedule.end_at()
-    if end is not None:
-        horizon = min(horizon, end)
-    if horizon <= baseline:
-        return None
-    if schedule.interval is not None:
-        step, start = schedule.interval, schedule.start_at()
-        if start is None:
-            first = baseline + step
-        elif start > baseline:
-            first = start
-        else:
-            first = start + step * (math.floor((baseline - start) / step) + 1)
-        if first > horizon:
-            return None
-        count = math.floor((horizon - first) / step) + 1
-        return min(count, MAX_COUNTED), first + step * (count - 1)
-    assert schedule.cron is not None
-    start = schedule.start_at()
-    begin = max(baseline, start - timedelta(seconds=1)) if start else baseline
-    itr = croniter(
-        schedule.cron,
-        begin.astimezone(schedule.zone),
-        second_at_beginning=len(schedule.cron.split()) == 6,
-    )
-    count, latest = 0, None
-    while count < MAX_COUNTED:
-        slot: datetime = itr.get_next(datetime)
-        if slot > horizon:
-            break
-        count, latest = count + 1, slot
-    return (count, latest) if latest is not None else None
 
 
 class Watchdog:
@@ -86,12 +44,15 @@ class Watchdog:
         # Called with every check's journal state each round (the daemon's gauges).
         self._on_check_status = on_check_status
 
-    def _missed_rules(self) -> list[tuple[AlertRule, Schedule]]:
+    async def _missed_rules(self) -> list[tuple[AlertRule, Schedule]]:
+        """The rules watching for missed fires of schedules that are not paused (in the
+        config or by hand: a paused pipeline misses nothing)."""
         plan = self._plan()
+        paused = await Controls(self.monitoring.db).paused()
         out = []
         for name, rules in plan.config.rules.items():
             schedule = plan.schedules.get(name)
-            if schedule is None or schedule.paused:
+            if schedule is None or schedule.paused or name in paused:
                 continue
             out += [(rule, schedule) for rule in rules if rule.watches_missed]
         return out
@@ -110,7 +71,7 @@ class Watchdog:
 
     async def look(self, now: datetime | None = None) -> int:
         """Count the fires missed by now; how many rules saw new ones."""
-        watched = self._missed_rules()
+        watched = await self._missed_rules()
         if not watched:
             return 0
         await self.monitoring.watch(rule for rule, _ in watched)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from podium.jobs import build_plan
-from podium.jobs._watchdog import Watchdog, overdue
+from podium.jobs._slots import overdue
+from podium.jobs._watchdog import Watchdog
 from podium.orchestrator import load_config, open_database
 from podium.orchestrator.alerts import (
     AlertConfig,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +60,10 @@ COMPENSATION_DEADLINE = 120.0
 class LeaseLost(PodiumError):
     """The run's row is no longer this process's: its lease expired (the process stalled
     or lost the database) and another process marked it or took it over."""
+
+
+class CancelRequested(PodiumError):
+    """Someone asked for the run to stop (``podium cancel``, the page, the API)."""
 
 
 @dataclass
@@ -116,6 +120,7 @@ async def run_pipeline(
     replay_of: str | None = None,
     lease: timedelta = LEASE,
     alerts: Sequence[AlertRule] = (),
+    on_started: Callable[[RunRow], None] | None = None,
 ) -> RunResult:
     """Run ``pipeline`` once and record it; raises only for errors before the run starts.
 
@@ -134,6 +139,7 @@ async def run_pipeline(
     ``alerts`` are the pipeline's alert rules (``Config.rules``): the run's outcome for
     each is applied to its incident state in the run's final transaction, and the
     notifications that queues are in ``RunResult.notifications`` for a dispatcher.
+    ``on_started`` is called with the run's row once it is recorded as running.
     """
     missing = sorted(pipeline.connectors() - connectors.keys())
     if missing:
@@ -174,6 +180,8 @@ async def run_pipeline(
     cursors = await load_cursors(journal, pipeline)
     if resume is None:
         await journal.start(run)
+    if on_started is not None:
+        on_started(run)
     gateway = Gateway(
         {name: connectors[name] for name in sorted(pipeline.connectors())},
         concurrency=concurrency,
@@ -223,6 +231,8 @@ async def _execute(ctx: RunContext, journal: Journal) -> RunResult:
                 # A bug, not a user mistake: record it, then let the traceback through.
                 unexpected = exc
                 run.status, run.error = "failed", ctx.gateway.redact(f"internal error: {exc!r}")
+            elif isinstance(podium_error, CancelRequested):
+                run.status, run.error = "cancelled", str(podium_error)
             else:
                 run.status, run.error = "failed", ctx.gateway.redact(str(podium_error))
         result = await _finish(ctx, journal)
@@ -243,7 +253,7 @@ async def _finish(ctx: RunContext, journal: Journal) -> RunResult:
         run.status = status_of(ctx, checks)
         if run.status == "failed" and run.error is None:
             run.error = failure_reason(ctx, checks)
-    if run.status in ("failed", "timed_out") and ctx.failure_policy != "fail":
+    if run.status in ("failed", "timed_out", "cancelled") and ctx.failure_policy != "fail":
         await _compensate(ctx)
     if run.status == "interrupted":
         await _keep_progress(ctx)
@@ -325,12 +335,14 @@ async def _heartbeat(ctx: RunContext, journal: Journal) -> None:
         await anyio.sleep(every)
         ctx.copy_counts()
         try:
-            mine = await journal.heartbeat(ctx.run)
+            state = await journal.heartbeat(ctx.run)
             await ctx.flush_marks()
         except PodiumError as exc:  # the store would meet the same trouble: say it, go on
             logger.warning("could not record the run's progress: {}", exc)
             continue
-        if not mine:
+        if state == "cancel":
+            raise CancelRequested("cancelled on request (podium cancel)")
+        if state == "lost":
             raise LeaseLost(
                 f"run {ctx.run.id} lost its lease: it stalled for longer than "
                 f"{journal.lease.total_seconds():g}s and another process marked it interrupted"

@@ -1,6 +1,7 @@
 """Storage: the database a run writes to, the tables it upserts into, and the journal."""
 
 from ._checkpoints import Mark, Progress, commit_marks
+from ._controls import Controls
 from ._database import Database, engine_url, open_database, store_error
 from ._history import hour_of
 from ._journal import LEASE, MAX_EVENTS_PER_RUN, Journal
@@ -17,6 +18,7 @@ __all__ = [
     "MAX_EVENTS_PER_RUN",
     "RUN_STATUSES",
     "CheckResultRow",
+    "Controls",
     "Database",
     "DeadLetterRow",
     "Journal",

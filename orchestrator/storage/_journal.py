@@ -79,9 +79,10 @@ class Journal:
             raise PipelineBusy(run.pipeline, other_id)
         raise DuplicateTrigger(run.pipeline, str(run.idempotency_key), other_id)
 
-    async def heartbeat(self, run: RunRow) -> bool:
-        """Renew the run's lease and write its counters as they are now; False when the
-        run is no longer this process's (it was reaped, or taken over elsewhere)."""
+    async def heartbeat(self, run: RunRow) -> str:
+        """Renew the run's lease and write its counters as they are now: ``mine``;
+        ``lost`` when the run is no longer this process's (it was reaped, or taken over
+        elsewhere); ``cancel`` when a cancel was requested for it."""
         now = utcnow()
         run.heartbeat_at, run.lease_expires_at = now, now + self.lease
         values = {name: getattr(run, name) for name in COUNTS if name != "stored"}
@@ -119,6 +120,13 @@ class Journal:
             outcomes,
             [row_values(c) for c in history or []],
         )
+
+    async def request_cancel(self, run_id: str) -> RunRow:
+        """Ask run ``run_id`` (an id or unique prefix) to stop; the run as it was. Its
+        heartbeat, on whichever node it runs, stops it within a few seconds."""
+        run, _events, _checks = await self.run(run_id)
+        await self.db.run("requesting a cancel", _runs.request_cancel, run.id, utcnow())
+        return run
 
     async def reap(self) -> list[RunRow]:
         """Mark interrupted every run whose lease expired; the runs this call reaped."""

@@ -65,11 +65,29 @@ def holder(conn: Connection, pipeline: str, key: Conflict, value: Any) -> dict[s
     return dict(row._mapping) if row is not None else None
 
 
-def heartbeat(conn: Connection, run_id: str, attempt: int, values: dict[str, Any]) -> bool:
-    """Renew the lease and write the counters; False when the run is no longer this
-    attempt's (another process found its lease expired and took it)."""
+def heartbeat(
+    conn: Connection, run_id: str, attempt: int, values: dict[str, Any]
+) -> Literal["mine", "lost", "cancel"]:
+    """Renew the lease and write the counters: ``lost`` when the run is no longer this
+    attempt's (another process found its lease expired and took it), ``cancel`` when
+    someone asked for it to be cancelled (``podium cancel``, on any node)."""
     mine = (RUNS.c.id == run_id) & (RUNS.c.attempt == attempt) & (RUNS.c.status == "running")
-    return bool(conn.execute(update(RUNS).where(mine).values(**values)).rowcount)
+    query = update(RUNS).where(mine).values(**values).returning(RUNS.c.cancel_requested_at)
+    row = conn.execute(query).first()
+    if row is None:
+        return "lost"
+    return "cancel" if row[0] is not None else "mine"
+
+
+def request_cancel(conn: Connection, run_id: str, now: datetime) -> dict[str, Any] | None:
+    """Ask a running run to stop (its heartbeat sees it); the run's row, or None when no
+    run has that id. A run that is not running is left as it is."""
+    row = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
+    if row is None:
+        return None
+    running = (RUNS.c.id == run_id) & (RUNS.c.status == "running")
+    conn.execute(update(RUNS).where(running).values(cancel_requested_at=now))
+    return dict(row._mapping)
 
 
 # Built once: it runs with every batch a store writes.

@@ -229,9 +229,11 @@ def create_tables(conn: Connection) -> None:
     default, so old rows stay valid), and so are the unique indexes; anything else is
     said plainly rather than failing later on a column the old table does not have.
     """
-    from ._monitoring_schema import MONITORING_TABLES  # defined on this module's metadata
+    # Defined on this module's metadata, in modules of their own.
+    from ._control_schema import CONTROL_TABLES
+    from ._monitoring_schema import MONITORING_TABLES
 
-    tables = [*JOURNAL_TABLES, *MONITORING_TABLES]
+    tables = [*JOURNAL_TABLES, *MONITORING_TABLES, *CONTROL_TABLES]
     metadata.create_all(conn, tables=tables)
     inspector = sa.inspect(conn)
     quote = conn.dialect.identifier_preparer.quote

@@ -25,6 +25,9 @@ from . import _dead_letters  # noqa: F401
 
 # isort: split
 from . import _connectors, _daemon  # noqa: F401
+
+# isort: split
+from . import _operate  # noqa: F401
 from ._app import app
 
 

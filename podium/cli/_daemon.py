@@ -43,9 +43,9 @@ def reload(
     node_id: Annotated[str | None, typer.Option("--node-id", help="only this node")] = None,
 ) -> None:
     """Make running daemons re-read the config; reports each node's answer."""
-    from podium.jobs import reload_daemons
+    from podium.jobs import config_token, reload_daemons
 
-    for info in reload_daemons(config, node_id):
+    for info in reload_daemons(config, node_id, config_token(config)):
         typer.echo(f"reloaded node {info['node_id']} (pid {info['pid']})")
 
 
