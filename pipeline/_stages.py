@@ -274,11 +274,20 @@ class Transform(Stage):
 
     ``call`` receives one record and returns a record, a list of records, or None to drop
     it; with ``per = "batch"`` it receives and returns a list.
+
+    A ``call`` that does something (creates a ticket, sends a message) may say how to undo
+    it: ``compensate`` receives the record the call was given and what it returned, and
+    runs — most recent first, with the run's other compensations — when the run fails.
+    ``on_failure``: a call that raises ends the run (``fail``; ``compensate`` undoes what
+    the run did first, the default with ``compensate``), or ``continue``: the record is
+    rejected (dead-lettered) and the run goes on.
     """
 
     kind: Literal["transform"] = "transform"
     call: CallableRef | None = None
     per: Literal["record", "batch"] = "record"
+    compensate: CallableRef | None = None
+    on_failure: FailurePolicy | None = None
     compute: dict[str, str] = Field(default_factory=dict)
     coerce: dict[str, CoerceName] = Field(default_factory=dict)
     filter: str | None = None
@@ -304,7 +313,36 @@ class Transform(Stage):
     def _compile(self) -> Transform:
         if self.ops is None and self.call is None:
             raise ValueError("a transform needs 'call' or at least one operation")
+        if (self.compensate is not None or self.on_failure is not None) and self.call is None:
+            raise ValueError("'compensate' and 'on_failure' go with 'call'")
+        if self.compensate is not None and self.per != "record":
+            raise ValueError("'compensate' needs per = \"record\": each call is undone on its own")
+        if self.on_failure == "continue" and self.per != "record":
+            raise ValueError('on_failure = "continue" needs per = "record"')
         return self
+
+    @property
+    def failure_policy(self) -> FailurePolicy:
+        if self.on_failure is not None:
+            return self.on_failure
+        return "compensate" if self.compensate is not None else "fail"
+
+    @property
+    def steps_by_record(self) -> bool:
+        """Whether the engine calls ``call`` record by record itself (to record each
+        side effect as it happens, or to reject a record whose call raised)."""
+        return self.compensate is not None or self.on_failure == "continue"
+
+    async def call_one(self, record: Record) -> list[Record]:
+        """``call`` on one record: what it returned, as a list."""
+        fn = self.call
+        assert fn is not None
+        result = fn(record)
+        if self._is_async:
+            result = await result
+        if result is None:
+            return []
+        return list(result) if isinstance(result, list) else [result]
 
     @cached_property
     def ops(self) -> Callable[[list[Record]], tuple[list[Record], list[Rejection]]] | None:

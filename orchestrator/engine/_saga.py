@@ -1,7 +1,8 @@
 """Sagas: the side effects a run performed, undone in reverse order when the run fails.
 
-A fetch with a side effect (POST, PUT, PATCH, DELETE) and a ``compensate`` request
-records a *step* as soon as its side effect succeeded — the compensation rendered then,
+A fetch with a side effect (POST, PUT, PATCH, DELETE) and a ``compensate`` request — or
+a transform whose ``call`` has a ``compensate`` callable — records a *step* as soon as its
+side effect succeeded — the compensation rendered then,
 from the item and the response (``{response.id}``), in its own short transaction, so a
 crash right after still knows what to undo. When the run fails, the steps are undone
 most recent first; each compensation goes through the gateway (the connector's retries
@@ -12,15 +13,22 @@ compensation that still fails is recorded, dead-lettered, and the run's error sa
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+import anyio
 from loguru import logger
 
 from podium.connectors import Request, Response
-from podium.pipeline import Fetch, PipelineError, RequestError
+from podium.pipeline import Fetch, PipelineError, RequestError, Transform
+from podium.pipeline._refs import ref_name
 
 from ..storage import DeadLetterRow
 from ._context import RunContext
+
+# A compensating callable is tried this often, CALL_BACKOFF × attempt seconds apart.
+CALL_ATTEMPTS = 3
+CALL_BACKOFF = 0.5
 
 
 def compensation_for(
@@ -56,7 +64,9 @@ def _quote(value: Any) -> str:
 
 
 def has_compensations(ctx: RunContext) -> bool:
-    return any(isinstance(s, Fetch) and s.compensate is not None for s in ctx.pipeline.stages)
+    return any(
+        isinstance(s, Fetch | Transform) and s.compensate is not None for s in ctx.pipeline.stages
+    )
 
 
 async def compensate(ctx: RunContext) -> tuple[int, int]:
@@ -68,7 +78,9 @@ async def compensate(ctx: RunContext) -> tuple[int, int]:
         spec = step.compensation
         error = spec.get("error")
         attempts = 0
-        if error is None:
+        if spec.get("kind") == "call":
+            error, attempts = await _undo_call(ctx, step.stage, spec)
+        elif error is None:
             connector = ctx.gateway.connector(spec["connector"])
             key = f"podium-{ctx.run.id}-undo-{step.stage}-{step.item}"
             request = Request(
@@ -86,9 +98,10 @@ async def compensate(ctx: RunContext) -> tuple[int, int]:
         if error is None:
             undone += 1
             await ctx.journal.settle_step(ctx.run.id, step.seq, "compensated", attempts, None)
+            how = spec["ref"] if spec.get("kind") == "call" else f"{spec['method']} {spec['path']}"
             ctx.event(
                 "compensated",
-                f"undid {step.stage} item {step.item}: {spec['method']} {spec['path']}",
+                f"undid {step.stage} item {step.item}: {how}",
                 stage=step.stage,
                 seq=step.seq,
             )
@@ -111,3 +124,26 @@ async def compensate(ctx: RunContext) -> tuple[int, int]:
     if steps:
         logger.info("compensated {} step(s), {} failed", undone, failed)
     return undone, failed
+
+
+async def _undo_call(
+    ctx: RunContext, stage_name: str, spec: dict[str, Any]
+) -> tuple[str | None, int]:
+    """A transform's ``compensate`` callable on what its call was given and returned,
+    tried up to CALL_ATTEMPTS times: (why it still failed or None, attempts)."""
+    stage = ctx.pipeline.stage(stage_name)
+    fn = stage.compensate if isinstance(stage, Transform) else None
+    if fn is None:
+        return f"stage {stage_name!r} no longer says how to undo its calls", 0
+    error: str | None = None
+    for attempt in range(1, CALL_ATTEMPTS + 1):
+        try:
+            result = fn(spec.get("record"), spec.get("result"))
+            if inspect.isawaitable(result):
+                await result
+            return None, attempt
+        except Exception as exc:  # user code: recorded, retried, then dead-lettered
+            error = ctx.gateway.redact(f"{ref_name(fn)} raised {type(exc).__name__}: {exc}")
+            if attempt < CALL_ATTEMPTS:
+                await anyio.sleep(CALL_BACKOFF * attempt)
+    return error, CALL_ATTEMPTS

@@ -6,6 +6,7 @@ stages first, then the sends to every consumer — and hands over to the stage k
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -23,9 +24,11 @@ from podium.pipeline import (
     Store,
     Transform,
 )
+from podium.pipeline._refs import ref_name
 
 from ..storage import DeadLetterRow, Mark
 from ._context import RunContext
+from ._durability import item_key
 from ._fetch import FetchTask
 from ._stage_io import Emit, Inbox, Marks, Outbox, batches, make_emit
 from ._store import StoreTask
@@ -111,16 +114,22 @@ def _check_step(ctx: RunContext, stage: Check) -> BatchStep:
 
 def _transform_step(ctx: RunContext, stage: Transform) -> BatchStep:
     stats = ctx.stats.stages[stage.name]
+    by_record = _by_record(ctx, stage) if stage.steps_by_record else None
 
     async def transform(batch: list[Record]) -> list[Record]:
         try:
-            out, rejected = await stage.apply(batch)
+            if by_record is not None:
+                called, rejected = await by_record(batch)
+                out, more = stage.ops(called) if stage.ops is not None else (called, [])
+                rejected += more
+            else:
+                out, rejected = await stage.apply(batch)
         except PodiumError:
             raise
         except Exception as exc:  # user code: report it as this stage's failure, in one line
-            target = f" ({getattr(stage.call, '__qualname__', stage.call)})" if stage.call else ""
+            ctx.failure_policy = stage.failure_policy
             raise StageError(
-                f"transform {stage.name!r}{target} raised {type(exc).__name__}: {exc}"
+                f"transform {stage.name!r}{_target(stage)} raised {_said(exc)}"
             ) from exc
         if rejected:
             before = stats.rejected
@@ -150,6 +159,48 @@ async def _aggregate(ctx: RunContext, stage: Aggregate, inbox: Inbox | None, emi
     for chunk in chunks[:-1]:
         await emit(chunk, ())
     await emit(chunks[-1] if chunks else [], tuple(held))
+
+
+def _by_record(
+    ctx: RunContext, stage: Transform
+) -> Callable[[list[Record]], Awaitable[tuple[list[Record], list[tuple[Record, str]]]]]:
+    """``call`` record by record: each side effect recorded as a saga step the moment it
+    succeeded (with what undoes it), and — with ``on_failure = "continue"`` — a record
+    whose call raised rejected instead of ending the run."""
+    compensate = stage.compensate
+    ref = ref_name(compensate) if compensate is not None else None
+    seen: Counter[str] = Counter()
+
+    async def run(batch: list[Record]) -> tuple[list[Record], list[tuple[Record, str]]]:
+        out: list[Record] = []
+        rejected: list[tuple[Record, str]] = []
+        for record in batch:
+            given = _jsonable(record) if ref is not None else None
+            try:
+                result = await stage.call_one(record)
+            except Exception as exc:
+                if stage.failure_policy != "continue":
+                    raise
+                rejected.append((record, f"{_target(stage).strip(' ()')} raised {_said(exc)}"))
+                continue
+            if ref is not None and given is not None:
+                digest = item_key(None, given)
+                seen[digest] += 1  # identical records are distinct side effects
+                step = {"kind": "call", "ref": ref, "record": given,
+                        "result": [_jsonable(r) for r in result]}  # fmt: skip
+                await ctx.record_step(stage.name, f"{digest}.{seen[digest]}", step)
+            out.extend(result)
+        return out, rejected
+
+    return run
+
+
+def _target(stage: Transform) -> str:
+    return f" ({getattr(stage.call, '__qualname__', stage.call)})" if stage.call else ""
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _record_letter(ctx: RunContext, stage: str, record: Record, reason: str) -> DeadLetterRow:
