@@ -23,6 +23,7 @@ from ._fields import FieldSet
 from ._refs import CallableRef, ClassRef
 from ._template import Template, TreeTemplate
 from ._transform import Record, Rejection, compile_ops
+from ._windows import Window
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -62,14 +63,41 @@ class Range(BaseModel):
 
 
 class Incremental(BaseModel):
-    """Fetch only what is new since the last run: the highest ``cursor_field`` value stored
-    so far is sent as the request parameter ``param`` (``initial`` on the first run)."""
+    """Fetch only what is new since the last run.
+
+    With ``cursor_field`` and ``param``: the highest ``cursor_field`` value stored so far
+    is sent as the request parameter ``param`` (``initial`` on the first run). With
+    ``window``: the time since the mark is asked for in date windows, one request each
+    (see ``Window``), and the mark is the end of the last window.
+
+    A fetch that fans out keeps one mark per *partition* — per repository, per city —
+    so a new item starts from the beginning and each goes on from its own mark. The
+    partition is ``partition`` (a template over the item, ``"{owner}/{repo}"``), else the
+    values of the fields the request's templates use.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     # A record field (``a.b`` for nested) whose values only grow: a timestamp or an id.
-    cursor_field: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-    param: str
+    cursor_field: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
+    )
+    param: str | None = None
     initial: str | int | float | None = None
+    window: Window | None = None
+    partition: str | None = None
+
+    @model_validator(mode="after")
+    def _cursor_or_window(self) -> Incremental:
+        if self.window is None and (self.cursor_field is None or self.param is None):
+            raise ValueError("needs cursor_field and param, or a window")
+        if self.window is not None and (self.param is not None or self.initial is not None):
+            raise ValueError(
+                "a window sends its own bounds (start_param, end_param) and starts at its "
+                "start: leave out param and initial"
+            )
+        if self.partition is not None:
+            Template(self.partition)
+        return self
 
 
 SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -236,6 +264,9 @@ class Fetch(Stage):
                 if not f.startswith(("params.", "response."))
             }
             item_fields.require(undo, what="'compensate'", source="the fan-out input")
+        if self.incremental is not None and self.incremental.partition is not None:
+            used = Template(self.incremental.partition).fields
+            item_fields.require(used, what="the incremental partition", source="the fan-out input")
         return FieldSet.unknown(self.carry)
 
     def _for_each_fields(self) -> FieldSet:

@@ -234,7 +234,7 @@ incremental = { cursor = "updated_at", param = "since" }
     [problem] = config.problems()
     assert str(problem) == (
         f"{path}: pipelines.inc.stages[0].incremental.cursor: unknown key 'cursor' "
-        "(did you mean 'cursor_field'?) (and 1 more)"
+        "(did you mean 'cursor_field'?)"
     )
 
 

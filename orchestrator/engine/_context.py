@@ -27,7 +27,7 @@ from ..storage import (
 from ._causes import Causes
 from ._checks import CheckTally
 from ._durability import DurabilityPlan
-from ._incremental import CursorTracker
+from ._incremental import Cursors
 from ._stats import RunStats
 
 LOGGED_PER_KIND = 20
@@ -46,7 +46,7 @@ class RunContext:
     events: list[RunEventRow] = field(default_factory=list)
     dropped_events: int = 0
     # Incremental fetches' high-water marks, by fetch stage name.
-    cursors: dict[str, CursorTracker] = field(default_factory=dict)
+    cursors: dict[str, Cursors] = field(default_factory=dict)
     causes: Causes = field(default_factory=Causes)
     # Warnings logged per event kind; past LOGGED_PER_KIND the rest are counted, not logged.
     logged: Counter[str] = field(default_factory=Counter)

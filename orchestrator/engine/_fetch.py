@@ -41,11 +41,14 @@ from . import _streams
 from ._checks import failure_data, response_data
 from ._context import RunContext
 from ._durability import item_key
+from ._incremental import Tracker, WindowTracker
 from ._saga import compensation_for
 from ._stage_io import Emit, Inbox, Marks, batches
 
 Page = tuple[Response, list[Record]]
 Item = tuple[str, dict[str, Any]]  # (item key, the values its templates render from)
+# An incremental item's parameters (a mark, or a window's bounds) and its tracker.
+Window = tuple[dict[str, Any], "Tracker"] | None
 
 
 class FetchTask:
@@ -58,8 +61,8 @@ class FetchTask:
         self.connector = ctx.gateway.connector(stage.connector)
         self.stats = ctx.stats.stages[stage.name]
         self.response_checks = ctx.response_checks(stage.name)
-        self.cursor = ctx.cursors.get(stage.name)
-        self.since = self.cursor.params() if self.cursor is not None else None
+        self.cursors = ctx.cursors.get(stage.name)
+        self._trackers: dict[str, Tracker] = {}  # item key → its partition's tracker
         concurrency = self.connector.config.concurrency
         planned = stage.fan_out_size()
         self.workers = max(1, concurrency if planned is None else min(planned, concurrency))
@@ -85,13 +88,30 @@ class FetchTask:
             items = ((item_key(i, v), v) for i, v in enumerate(self.stage.fan_out_items()))
             await self._fan_out(items)
 
+    def _windowed(self, items: Iterator[Item]) -> Iterator[tuple[str, dict[str, Any], Window]]:
+        """Each item with its incremental partition — and, for a windowed fetch, once per
+        date window (``<item>@<window start>``), so workers share the windows too."""
+        cursors = self.cursors
+        for key, values in items:
+            if cursors is None:
+                yield key, values, None
+                continue
+            tracker = cursors.for_item(values)
+            if isinstance(tracker, WindowTracker):
+                for bounds, begin in tracker.windows:
+                    yield f"{key}@{begin.isoformat()}", values, (bounds, tracker)
+            else:
+                yield key, values, (tracker.params(), tracker)
+
     # -- fan-out ----------------------------------------------------------------------------
     async def _fan_out(self, items: Iterator[Item]) -> None:
         """Workers share one iterator: taking the next item costs no scheduling."""
+        planned = self._windowed(items)
 
         async def work() -> None:
-            for key, values in items:
-                await self.item(key, values)
+            for key, values, window in planned:
+                await self.item(key, values, window)
+                self._trackers.pop(key, None)
                 self.stats.done += 1
 
         async with anyio.create_task_group() as tg:
@@ -111,7 +131,11 @@ class FetchTask:
         async def work(records: ObjectReceiveStream[dict[str, Any]]) -> None:
             async with records:
                 async for record in _streams.drain(records):
-                    await self.item(item_key(None, record), record)
+                    for key, values, window in self._windowed(
+                        iter([(item_key(None, record), record)])
+                    ):
+                        await self.item(key, values, window)
+                        self._trackers.pop(key, None)
                     self.stats.done += 1
 
         async with anyio.create_task_group() as tg:
@@ -128,9 +152,10 @@ class FetchTask:
         await self._fan_out(iter([(str(d.item), dict(d.binding or {})) for d in letters]))
 
     # -- one item ---------------------------------------------------------------------------
-    async def item(self, key: str, values: dict[str, Any]) -> None:
+    async def item(self, key: str, values: dict[str, Any], window: Window = None) -> None:
         """One fan-out item: skip it when an earlier attempt carried it, else build its
-        first request and follow its chain (from where an earlier attempt stopped)."""
+        first request and follow its chain (from where an earlier attempt stopped).
+        ``window``: the incremental parameters it sends, and its partition's tracker."""
         progress = self.progress
         if progress is not None and progress.done(self.stage.name, key, self.sinks):
             return
@@ -153,8 +178,11 @@ class FetchTask:
             self.stats.not_sent += 1
             self.ctx.event("request_not_built", exc.message, stage=stage.name)
             return
-        if self.since:
-            request = request.with_params(**self.since)
+        if window is not None:
+            since, tracker = window
+            if since:
+                request = request.with_params(**since)
+            self._trackers[key] = tracker  # _send hands each page's records to it
         if self.idempotent:
             request = request.with_headers(**{"Idempotency-Key": self._idempotency(key)})
         carried = None
@@ -291,8 +319,10 @@ class FetchTask:
         try:
             if not self.reads_nothing:
                 records = self.connector.records(self.stage, response)
-            if self.cursor is not None:
-                self.cursor.observe(records)
+            if self._trackers:
+                tracker = self._trackers.get(key)
+                if tracker is not None:
+                    tracker.observe(records)
         except ResponseError as exc:
             self._bad_response(exc, response.url, key, values, page)
             return None

@@ -219,6 +219,23 @@ class Journal:
         await self.create_tables()
         return await self.db.run("reading pipeline state", _state.select_state, pipeline, keys)
 
+    async def state_like(self, pipeline: str, key: str) -> dict[str, Any]:
+        """``key`` and its partitions' values (``key:…``) of ``pipeline``."""
+        await self.create_tables()
+        return await self.db.run("reading pipeline state", _state.select_state_like, pipeline, key)
+
+    async def all_state(self, pipeline: str) -> list[dict[str, Any]]:
+        await self.create_tables()
+        return await self.db.run("reading pipeline state", _state.select_all_state, pipeline)
+
+    async def set_state(self, pipeline: str, key: str, value: Any) -> None:
+        await self.create_tables()
+        await self.db.run("setting pipeline state", _state.set_state, pipeline, key, value)
+
+    async def reset_state(self, pipeline: str, key: str | None = None) -> int:
+        await self.create_tables()
+        return await self.db.run("resetting pipeline state", _state.delete_state, pipeline, key)
+
     async def progress(self, run_id: str) -> Progress:
         await self.create_tables()
         return await self.db.run("reading a run's progress", _checkpoints.load_progress, run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from ._schema import state_table, utcnow
 
@@ -39,6 +39,45 @@ def _greater(new: Any, old: Any) -> bool:
     if not comparable or isinstance(new, bool | dict | list):
         return bool(new != old)
     return bool(new > old)
+
+
+def select_state_like(conn: Connection, pipeline: str, key: str) -> dict[str, Any]:
+    """``key`` and every ``key:…`` value of ``pipeline`` (an incremental fetch's marks)."""
+    table = state_table
+    match = (table.c.key == key) | table.c.key.startswith(f"{key}:", autoescape=True)
+    query = select(table.c.key, table.c.value).where((table.c.pipeline == pipeline) & match)
+    return {k: v for k, v in conn.execute(query)}
+
+
+def select_all_state(conn: Connection, pipeline: str) -> list[dict[str, Any]]:
+    query = (
+        select(state_table).where(state_table.c.pipeline == pipeline).order_by(state_table.c.key)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def set_state(conn: Connection, pipeline: str, key: str, value: Any) -> None:
+    """Set a value as given, backwards included (``podium state set``)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    row = {"pipeline": pipeline, "key": key, "value": value, "updated_at": utcnow()}
+    statement = insert(state_table).values(**row)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["pipeline", "key"],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
+    )
+
+
+def delete_state(conn: Connection, pipeline: str, key: str | None) -> int:
+    """Delete ``key`` and its partitions (``key:…``), or every value of the pipeline."""
+    table = state_table
+    where = table.c.pipeline == pipeline
+    if key is not None:
+        where &= (table.c.key == key) | table.c.key.startswith(f"{key}:", autoescape=True)
+    return int(conn.execute(delete(table).where(where)).rowcount)
 
 
 def select_state(conn: Connection, pipeline: str, keys: list[str]) -> dict[str, Any]:

@@ -24,6 +24,9 @@ from . import _alerts  # noqa: F401
 from . import _dead_letters  # noqa: F401
 
 # isort: split
+from . import _state  # noqa: F401
+
+# isort: split
 from . import _connectors, _daemon  # noqa: F401
 
 # isort: split
