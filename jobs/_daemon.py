@@ -97,7 +97,8 @@ class Daemon:
                 services.start_soon(self._take_over, journal, name="daemon:take-over")
                 services.start_soon(self._notify, database, name="daemon:notify")
                 watchdog = Watchdog(database, lambda: self.plan)
-                services.start_soon(watchdog.serve, name="daemon:watchdog")
+                # Its first look comes before the first fire (see Watchdog.serve).
+                await services.start(watchdog.serve, name="daemon:watchdog")
                 self.port = await services.start(endpoint.serve, name="daemon:http")
                 write_runtime(
                     info_path,

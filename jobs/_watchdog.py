@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import anyio
+from anyio.abc import TaskStatus
 from croniter import croniter
 from loguru import logger
 
@@ -87,14 +88,24 @@ class Watchdog:
             out += [(rule, schedule) for rule in rules if rule.watches_missed]
         return out
 
-    async def serve(self) -> None:
-        """Until cancelled: look for missed fires every few seconds, prune hourly."""
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled: look for missed fires every few seconds, prune hourly.
+
+        Started once the first look is done: a run's start moves the baseline past the
+        fires missed before it, so a daemon must count what was missed while none ran
+        before it fires (or catches up) anything.
+        """
         while True:
             try:
                 await self.look()
-                await self.housekeeping()
             except PodiumError as exc:  # the database is away: the next round tries again
                 logger.warning("the watchdog could not look at the journal: {}", exc)
+            task_status.started()
+            task_status = anyio.TASK_STATUS_IGNORED
+            try:
+                await self.housekeeping()
+            except PodiumError as exc:
+                logger.warning("the watchdog could not prune the history: {}", exc)
             await anyio.sleep(WATCH_EVERY)
 
     async def look(self, now: datetime | None = None) -> int:

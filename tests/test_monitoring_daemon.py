@@ -235,20 +235,35 @@ async def test_three_nodes_notify_each_transition_exactly_once(
 
 
 # -- fires that did not start -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("database", "catch_up"),
+    [
+        ("sqlite", "skip"),
+        # The catch-up fire starts as the daemon does: the watchdog must have counted
+        # the missed fires before it (on PostgreSQL it used to lose that race every time).
+        pytest.param("postgresql", "once", marks=pytest.mark.postgres),
+    ],
+)
 async def test_fires_missed_while_no_daemon_ran_are_reported_then_resolved(
-    serve: Serve, tmp_path: Path
+    serve: Serve, tmp_path: Path, request: pytest.FixtureRequest, database: str, catch_up: str
 ) -> None:
     app, _ = items_app(pages=1)
     receiver = WebhookReceiver()
     hook = await serve(receiver.app())
-    db = f"sqlite:///{tmp_path / 'podium.db'}"
+    db = (
+        f"sqlite:///{tmp_path / 'podium.db'}"
+        if database == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     alerts = '[{ alert = "ops", on = ["missed"], failure_threshold = 2, success_threshold = 1 }]'
     config = write_config(
         tmp_path / "config.toml",
         database=db,
         base_url=await serve(app),
         pipelines=alert_toml(hook, None)
-        + pipeline_toml("tick", '{ interval = "1s" }', extra=f"alerts = {alerts}"),
+        + pipeline_toml(
+            "tick", f'{{ interval = "1s", catch_up = "{catch_up}" }}', extra=f"alerts = {alerts}"
+        ),
         scheduler='misfire_after = "1s"',
     )
     first = await start_daemon(config, "node-a")
@@ -278,4 +293,6 @@ async def test_fires_missed_while_no_daemon_ran_are_reported_then_resolved(
     status, incident, incidents, missed_slot = alert_state(db)
     assert (status, incidents) == ("ok", 1) and receiver.requests[1].json["incident"] == incident
     assert as_utc(missed_slot) > killed  # the latest fire counted came while none ran
+    triggers = {r.trigger for r in read_runs(db, "tick") if r.started_at > killed}
+    assert ("catch_up" in triggers) == (catch_up == "once")
     assert_each_notification_once(receiver, db)
