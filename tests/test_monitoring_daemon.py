@@ -270,7 +270,7 @@ async def test_fires_missed_while_no_daemon_ran_are_reported_then_resolved(
     second: DaemonProcess | None = None
     try:
         await first.wait_ready()
-        await wait_for(lambda: len(read_runs(db, "tick")) >= 2, 15, what="two runs")
+        await wait_for(lambda: read_runs(db, "tick"), 15, what="a run")
         await kill(first)
         killed = datetime.now(UTC)
         await anyio.sleep(6)  # six fires come and go with no daemon to start them
@@ -279,7 +279,6 @@ async def test_fires_missed_while_no_daemon_ran_are_reported_then_resolved(
         second = await start_daemon(config, "node-a")
         await second.wait_ready()
         await wait_for(lambda: all_sent(db, 2), 20, what="the down and the resolve")
-        await anyio.sleep(1.5)
         await stop(second)
     finally:
         await first.aclose()
