@@ -105,7 +105,8 @@ class Daemon:
                 watchdog = Watchdog(
                     database, lambda: self.plan, self.metrics.finished.follow_checks
                 )
-                services.start_soon(watchdog.serve, name="daemon:watchdog")
+                # Its first look comes before the first fire (see Watchdog.serve).
+                await services.start(watchdog.serve, name="daemon:watchdog")
                 self.port = await services.start(endpoint.serve, name="daemon:http")
                 assert endpoint.access is not None
                 info = {

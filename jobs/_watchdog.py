@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 from loguru import logger
 
 from podium.orchestrator import Database, Journal
@@ -57,16 +58,26 @@ class Watchdog:
             out += [(rule, schedule) for rule in rules if rule.watches_missed]
         return out
 
-    async def serve(self) -> None:
-        """Until cancelled: look for missed fires every few seconds, prune hourly."""
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled: look for missed fires every few seconds, prune hourly.
+
+        Started once the first look is done: a run's start moves the baseline past the
+        fires missed before it, so a daemon must count what was missed while none ran
+        before it fires (or catches up) anything.
+        """
         while True:
             try:
                 await self.look()
+            except PodiumError as exc:  # the database is away: the next round tries again
+                logger.warning("the watchdog could not look at the journal: {}", exc)
+            task_status.started()
+            task_status = anyio.TASK_STATUS_IGNORED
+            try:
                 await self.housekeeping()
                 if self._on_check_status is not None:
                     self._on_check_status(await self.monitoring.check_status())
-            except PodiumError as exc:  # the database is away: the next round tries again
-                logger.warning("the watchdog could not look at the journal: {}", exc)
+            except PodiumError as exc:
+                logger.warning("the watchdog could not prune the history: {}", exc)
             await anyio.sleep(WATCH_EVERY)
 
     async def look(self, now: datetime | None = None) -> int:
