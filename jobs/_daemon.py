@@ -190,6 +190,16 @@ class Daemon:
         from podium.orchestrator.notify import Dispatcher
 
         dispatcher = Dispatcher(database, lambda: self.plan.config, node=self.node_id)
+        try:
+            # Claims this node held when it died are free now, not when they expire.
+            released = await dispatcher.monitoring.release_claims(self.node_id)
+        except PodiumError as exc:
+            released = 0
+            logger.warning("could not release this node's earlier notifications: {}", exc)
+        if released:
+            logger.info(
+                "{} notification(s) this node was sending when it stopped: sent again", released
+            )
         await dispatcher.serve(
             lambda: [rule for rules in self.plan.config.rules.values() for rule in rules]
         )

@@ -20,15 +20,13 @@ from podium.pipeline import Schedule
 MAX_COUNTED = 1000
 
 
-def overdue(
-    schedule: Schedule, baseline: datetime, horizon: datetime
-) -> tuple[int, datetime] | None:
-    """How many fires of ``schedule`` fall in (baseline, horizon], and the latest."""
+def overdue(schedule: Schedule, baseline: datetime, horizon: datetime) -> list[datetime]:
+    """The fires of ``schedule`` in (baseline, horizon], the latest MAX_COUNTED of them."""
     end = schedule.end_at()
     if end is not None:
         horizon = min(horizon, end)
     if horizon <= baseline:
-        return None
+        return []
     if schedule.interval is not None:
         step, start = schedule.interval, schedule.start_at()
         if start is None:
@@ -38,11 +36,11 @@ def overdue(
         else:
             first = start + step * (math.floor((baseline - start) / step) + 1)
         if first > horizon:
-            return None
+            return []
         count = math.floor((horizon - first) / step) + 1
-        return min(count, MAX_COUNTED), first + step * (count - 1)
-    found = cron_slots(schedule, baseline, horizon, MAX_COUNTED)
-    return (len(found), found[-1]) if found else None
+        skip = max(0, count - MAX_COUNTED)
+        return [first + step * k for k in range(skip, count)]
+    return cron_slots(schedule, baseline, horizon, MAX_COUNTED)
 
 
 def slots_between(schedule: Schedule, start: datetime, end: datetime, limit: int) -> list[datetime]:

@@ -94,22 +94,26 @@ class Watchdog:
             baseline = since.get(f"{rule.alert}\0{rule.subject}")
             if baseline is None:
                 continue
-            last = await self.journal.runs(rule.pipeline, 1)
-            if last and last[0].started_at > baseline:
-                baseline = last[0].started_at
+            # The latest fire that ran (its nominal time): a run started by hand is not a
+            # fire, and does not hide the ones the schedule missed.
+            last = await self.journal.last_fire(rule.pipeline)
+            if last is not None and last > baseline:
+                baseline = last
             missed = overdue(schedule, baseline, now - grace - schedule.jitter)
-            if missed is None:
+            if not missed:
                 continue
-            count, slot = missed
-            many = f"{count} scheduled fires" if count > 1 else "a scheduled fire"
             cause = (
-                f"{many} did not start: the latest was due at "
-                f"{slot.isoformat(timespec='seconds')}, and no run has started since "
-                f"{baseline.isoformat(timespec='seconds')}"
+                "{count} {fires} did not start: the latest was due at {latest}, and none "
+                f"has run since {baseline.isoformat(timespec='seconds')}"
             )
-            if await self.monitoring.record_missed(rule, slot, count, cause) is not None:
+            queued = await self.monitoring.record_missed(rule, missed, cause)
+            if queued is not None:
                 found += 1
-                logger.bind(pipeline=rule.pipeline).warning("missed: {}", cause)
+                logger.bind(pipeline=rule.pipeline).warning(
+                    "missed fires: {} (the latest due at {})",
+                    len(missed),
+                    missed[-1].isoformat(timespec="seconds"),
+                )
         return found
 
     async def housekeeping(self, now: datetime | None = None) -> dict[str, int] | None:

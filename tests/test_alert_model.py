@@ -142,21 +142,20 @@ def test_maintenance_windows() -> None:
 
 def test_overdue_fires() -> None:
     every = Schedule(interval="1m")
-    assert overdue(every, T0, T0 + timedelta(seconds=59)) is None
-    assert overdue(every, T0, T0 + timedelta(minutes=3, seconds=1)) == (
-        3, T0 + timedelta(minutes=3),
-    )  # fmt: skip
+    minutes = [T0 + timedelta(minutes=m) for m in range(1, 4)]
+    assert overdue(every, T0, T0 + timedelta(seconds=59)) == []
+    assert overdue(every, T0, T0 + timedelta(minutes=3, seconds=1)) == minutes
     anchored = Schedule(interval="1h", start=T0 + timedelta(minutes=30))
-    assert overdue(anchored, T0, T0 + timedelta(hours=2)) == (
-        2,
-        T0 + timedelta(hours=1, minutes=30),
-    )
+    half_past = [T0 + timedelta(minutes=30), T0 + timedelta(hours=1, minutes=30)]
+    assert overdue(anchored, T0, T0 + timedelta(hours=2)) == half_past
     hourly = Schedule(cron="0 * * * *")
-    assert overdue(hourly, T0, T0 + timedelta(hours=3, minutes=5)) == (3, T0 + timedelta(hours=3))
+    hours = [T0 + timedelta(hours=h) for h in range(1, 4)]
+    assert overdue(hourly, T0, T0 + timedelta(hours=3, minutes=5)) == hours
     ended = Schedule(cron="0 * * * *", end=T0 + timedelta(hours=1, minutes=30))
-    assert overdue(ended, T0, T0 + timedelta(hours=5)) == (1, T0 + timedelta(hours=1))
+    assert overdue(ended, T0, T0 + timedelta(hours=5)) == [T0 + timedelta(hours=1)]
     every_second = Schedule(cron="* * * * * *")
-    assert overdue(every_second, T0, T0 + timedelta(days=1))[0] == 1000  # type: ignore[index]
+    assert len(overdue(every_second, T0, T0 + timedelta(days=1))) == 1000
+    assert len(overdue(Schedule(interval="1s"), T0, T0 + timedelta(days=1))) == 1000
 
 
 def test_percentiles_are_within_the_bucket_resolution() -> None:

@@ -113,6 +113,8 @@ def monitor_pipeline(name: str, monitor: MonitorConfig, base_dir: Any = None) ->
         timezone=monitor.timezone,
         paused=monitor.paused,
         overlap="skip",
+        # A probe interrupted with its node is not worth finishing: the next one will run.
+        resume="never",
     )
     return Pipeline(
         name=name,

@@ -46,15 +46,24 @@ def apply_outcomes(
 
 
 def record_missed(
-    conn: Connection, rule: AlertRule, slot: datetime, count: int, cause: str, now: datetime
+    conn: Connection, rule: AlertRule, slots: list[datetime], cause: str, now: datetime
 ) -> list[int] | None:
-    """Count ``count`` missed fires, the latest at ``slot``, as failures — once: None
-    when that slot was counted already (by this node or another)."""
+    """Count the missed fires ``slots`` as failures — each once, however many nodes look:
+    the slots past the latest one counted are decided under the state's lock. None when
+    none is new. ``cause`` may use ``{count}`` and ``{latest}``."""
     row = _locked_state(conn, rule, now)
-    if row["missed_slot"] is not None and row["missed_slot"] >= slot:
+    counted = row["missed_slot"]
+    fresh = [s for s in slots if counted is None or s > counted]
+    if not fresh:
         return None
+    slot, count = fresh[-1], len(fresh)
+    text = cause.format(
+        count=count,
+        fires="scheduled fires" if count > 1 else "scheduled fire",
+        latest=slot.isoformat(timespec="seconds"),
+    )
     state = _state(row)
-    outcome = Outcome(ok=False, at=now, cause=cause, count=count)
+    outcome = Outcome(ok=False, at=now, cause=text, count=count)
     transitions = advance(state, outcome, rule)
     values = {name: getattr(state, name) for name in _STATE_FIELDS}
     values |= {"missed_slot": slot, "last_outcome_at": now}
@@ -221,6 +230,13 @@ def claim_notification(
     free &= OUTBOX.c.claim_until.is_(None) | (OUTBOX.c.claim_until < now)
     values = {"claimed_by": node, "claim_until": now + hold, "attempts": OUTBOX.c.attempts + 1}
     return bool(conn.execute(update(OUTBOX).where(free).values(**values)).rowcount)
+
+
+def release_claims(conn: Connection, node: str) -> int:
+    """A restarted node's claims from before: free at once, not when they expire."""
+    mine = (OUTBOX.c.claimed_by == node) & OUTBOX.c.status.in_(("pending", "held"))
+    mine &= OUTBOX.c.claim_until.is_not(None)
+    return int(conn.execute(update(OUTBOX).where(mine).values(claim_until=None)).rowcount)
 
 
 def settle_notification(conn: Connection, notification_id: int, values: dict[str, Any]) -> None:

@@ -37,10 +37,10 @@ class Monitoring:
         return await self.db.run("reading missed-fire watches", _alerts.watched_since, list(rules))
 
     async def record_missed(
-        self, rule: AlertRule, slot: datetime, count: int, cause: str
+        self, rule: AlertRule, slots: list[datetime], cause: str
     ) -> list[int] | None:
         return await self.db.run(
-            "recording a missed fire", _alerts.record_missed, rule, slot, count, cause, utcnow()
+            "recording a missed fire", _alerts.record_missed, rule, slots, cause, utcnow()
         )
 
     async def queue_reminders(
@@ -80,6 +80,10 @@ class Monitoring:
         return await self.db.run(
             "claiming a notification", _alerts.claim_notification, row, node, utcnow(), hold
         )
+
+    async def release_claims(self, node: str) -> int:
+        await self._ready()
+        return await self.db.run("releasing notifications", _alerts.release_claims, node)
 
     async def settle(self, notification_id: int, **values: Any) -> None:
         await self.db.run(
