@@ -181,9 +181,10 @@ def kept_request(request: Request, mask: Redactor) -> dict[str, Any]:
     }
 
 
-def request_key(request: Request, mask: Redactor) -> Key:
-    """The match key of a request about to be sent."""
-    base, pairs = _split(wire_url(request), mask)
+def request_key(request: Request, mask: Redactor, url: URL | None = None) -> Key:
+    """The match key of a request about to be sent (``url``: its ``wire_url``, when the
+    caller has it already)."""
+    base, pairs = _split(url if url is not None else wire_url(request), mask)
     body: tuple[str, Any] | None = None
     if request.json is not None:
         body = _json_key(_tree(request.json, mask))

@@ -164,15 +164,19 @@ class PlaybackTransport(Transport):
         await anyio.lowlevel.checkpoint()
         self.requests.append(request)
         index = self._index if self._index is not None else self._built()
-        key = request_key(request, self._redactor)
+        url = wire_url(request)
+        key = request_key(request, self._redactor, url)
         queue = index.get(key)
         if not queue:
             raise CassetteError(self._miss(key, queue is not None))
-        return self._response(request, self.interactions[queue.popleft()].response)
+        return self._response(
+            request, str(url.with_user(None)), self.interactions[queue.popleft()].response
+        )
 
-    def _response(self, request: Request, kept: Mapping[str, Any]) -> Response:
+    def _response(self, request: Request, url: str, kept: Mapping[str, Any]) -> Response:
+        """The recorded answer; its URL is the request's as aiohttp reports it (the real
+        one: the cassette's is masked)."""
         headers = CIMultiDict(response_headers(kept))
-        url = str(wire_url(request).with_user(None))  # what aiohttp reports as the URL
         return Response(
             request,
             int(kept["status"]["code"]),
