@@ -523,6 +523,21 @@ def test_a_broken_cassette_is_one_line_naming_file_and_key(tmp_path: Path) -> No
         read_cassette(path)
 
 
+@pytest.mark.anyio
+async def test_a_recorded_certificate_counts_its_days_left_from_now(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    expires = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    response = {"status": {"code": 200}, "certificate": {"expires_at": expires}}
+    path = tmp_path / "tls.yaml"
+    write_cassette(path, [Interaction({"method": "GET", "uri": "https://x.test/"}, response)])
+    async with PlaybackTransport(path) as player:
+        answer = await player.send(podium.Request("GET", "https://x.test/"))
+    assert answer.certificate is not None
+    assert 9.99 < answer.certificate["expires_in_days"] <= 10
+    assert (answer.body, answer.elapsed) == (b"", 0.0)  # a bare hand-written interaction
+
+
 # -- vcrpy reads podium's cassettes, podium plays vcrpy's --------------------------------------
 @pytest.mark.anyio
 async def test_vcrpy_plays_back_a_podium_cassette(recording: Recording) -> None:

@@ -40,6 +40,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -112,6 +113,15 @@ def _interaction(path: Path, index: int, item: Any) -> Interaction:
     elapsed = response.get("elapsed", 0.0)
     if not isinstance(elapsed, int | float) or isinstance(elapsed, bool) or elapsed < 0:
         raise CassetteError(f"{where}.response.elapsed: expected seconds (a number >= 0)")
+    certificate = response.get("certificate")
+    if certificate is not None:
+        expires = certificate.get("expires_at") if isinstance(certificate, dict) else None
+        try:
+            datetime.fromisoformat(str(expires))
+        except ValueError:
+            raise CassetteError(
+                f"{where}.response.certificate.expires_at: expected an ISO 8601 time"
+            ) from None
     return Interaction(request, response)
 
 

@@ -222,7 +222,9 @@ def _certificate(kept: Any) -> dict[str, Any] | None:
     live exchange would count them."""
     if not isinstance(kept, dict) or not kept.get("expires_at"):
         return None
-    expires = datetime.fromisoformat(str(kept["expires_at"]))
+    expires = datetime.fromisoformat(str(kept["expires_at"]))  # checked when read
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
     seconds = (expires - datetime.now(UTC)).total_seconds()
     return {"expires_at": expires.isoformat(), "expires_in_days": round(seconds / 86400, 3)}
 
