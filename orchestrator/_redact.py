@@ -43,9 +43,14 @@ class Redactor:
             return [self.tree(v) for v in value]
         return value
 
-    def __call__(self, text: str) -> str:
+    def mask_values(self, text: str) -> str:
+        """``text`` with every secret this redactor knows by value masked, and nothing else
+        (a cassette keeps response data as it came: see ``http/_masking.py``)."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _SENSITIVE_PARAM.sub(rf"\1{MASK}", text)
+        return text
+
+    def __call__(self, text: str) -> str:
+        text = _SENSITIVE_PARAM.sub(rf"\1{MASK}", self.mask_values(text))
         return _URL_PASSWORD.sub(rf"\1{MASK}@", text)

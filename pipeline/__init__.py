@@ -7,6 +7,7 @@ package describes.
 from ._aggregate import GroupBy, Merger
 from ._alerting import DEFAULT_RUN_EVENTS, AlertAttachment, Attachments, RunEvent
 from ._errors import (
+    CassetteError,
     ConfigError,
     ConnectError,
     CredentialError,
@@ -59,6 +60,7 @@ __all__ = [
     "AlertAttachment",
     "AnyStage",
     "Attachments",
+    "CassetteError",
     "Check",
     "Compensate",
     "ConfigError",

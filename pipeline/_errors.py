@@ -25,6 +25,8 @@ cross into podium, so callers branch on a class, never on message text.
     ├── ResumeRefused          an interrupted run cannot be continued (its pipeline changed)
     ├── NotifyError            an alert's notification did not reach a destination;
     │                          carries ``retryable`` and ``failures``
+    ├── CassetteError          a cassette cannot be read or written, or a replay sent a
+    │                          request its cassette does not hold (the run fails)
     └── RunExists              another run already holds a key this run needs
         ├── DuplicateFire      … this (pipeline, scheduled_for): the fire already ran
         ├── DuplicateTrigger   … this idempotency key: the trigger already started a run
@@ -202,6 +204,14 @@ class RunNotFound(PodiumError):
 
 class ResumeRefused(PodiumError):
     """An interrupted run cannot be continued: no such run, or its pipeline changed."""
+
+    __module__ = "podium"
+
+
+class CassetteError(PodiumError):
+    """A cassette file cannot be read or written, or a replayed run sent a request the
+    cassette does not hold. Not a ``RequestError``: a replay that departs from its
+    recording fails the whole run instead of one item, whatever the run's policy."""
 
     __module__ = "podium"
 

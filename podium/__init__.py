@@ -80,6 +80,7 @@ _EXPORTS = {
     "ResumeRefused": "podium.pipeline",
     "RunExists": "podium.pipeline",
     "NotifyError": "podium.pipeline",
+    "CassetteError": "podium.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -114,6 +115,7 @@ if TYPE_CHECKING:
     from podium.orchestrator import load_config as load_config
     from podium.orchestrator import run as run
     from podium.pipeline import Aggregate as Aggregate
+    from podium.pipeline import CassetteError as CassetteError
     from podium.pipeline import Check as Check
     from podium.pipeline import ConfigError as ConfigError
     from podium.pipeline import ConnectError as ConnectError

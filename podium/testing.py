@@ -13,6 +13,13 @@ auth flows, pagination, retries, checks, the store and the journal — runs for 
     result = await run(pipeline, [api], database=podium_database)
     assert api.calls == ["GET /items"]
 
+``PlaybackTransport`` serves a run from a cassette instead — the exchanges ``podium run
+P --record DIR`` (or a ``RecordingTransport``) wrote down from the real API, secrets
+masked — and a request the cassette does not hold fails the run::
+
+    transport = PlaybackTransport("tests/cassettes/api.yaml")
+    result = await run(pipeline, [api_connector], database=podium_database, transport=transport)
+
 With pytest, the ``podium_database`` fixture (``from podium.testing import
 podium_database`` in a ``conftest.py``) is a SQLite URL in the test's temporary folder,
 and ``stored_rows`` reads back what a run stored.
@@ -29,7 +36,16 @@ from urllib.parse import urlsplit
 from podium.connectors import Connector, ConnectorConfig, HttpConnector, Request
 from podium.orchestrator import RunResult
 from podium.orchestrator import run as _run
-from podium.orchestrator.http import MockReply, MockTransport, Transport, reply
+from podium.orchestrator.http import (
+    MockReply,
+    MockTransport,
+    PlaybackTransport,
+    RecordingTransport,
+    Transport,
+    play_from,
+    record_to,
+    reply,
+)
 from podium.pipeline import Pipeline, Record
 
 if TYPE_CHECKING:
@@ -41,7 +57,11 @@ __all__ = [
     "FakeConnector",
     "MockReply",
     "MockTransport",
+    "PlaybackTransport",
+    "RecordingTransport",
+    "play_from",
     "podium_database",
+    "record_to",
     "reply",
     "run",
     "stored_rows",

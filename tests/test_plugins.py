@@ -350,6 +350,7 @@ def test_a_new_skeleton_installs_passes_its_test_and_is_listed(
         "README.md",
         "podium_demo_x/__init__.py",
         "pyproject.toml",
+        "tests/cassettes/api.yaml",
         "tests/test_connector.py",
     ]
     again = subprocess.run(

@@ -1,4 +1,7 @@
-"""The HTTP side of a run: the gateway every request passes, and the transport seam."""
+"""The HTTP side of a run: the gateway every request passes, and the transport seam
+(aiohttp for real, a function in memory, or cassettes recorded and played back)."""
+
+from typing import TYPE_CHECKING, Any
 
 from ._gateway import ConnectorChannel, Gateway, Transports, error_kind
 from ._retry import GiveUp, Retry, backoff, decide_failure, decide_status, retry_after_seconds
@@ -14,13 +17,46 @@ __all__ = [
     "GiveUp",
     "MockReply",
     "MockTransport",
+    "PlaybackTransport",
+    "RecordingTransport",
     "Retry",
     "Transport",
     "Transports",
     "backoff",
+    "cassette_path",
     "decide_failure",
     "decide_status",
     "error_kind",
+    "play_from",
+    "record_to",
     "reply",
     "retry_after_seconds",
 ]
+
+# Cassettes load on first use: a run without them does not pay for their modules.
+_CASSETTES = {
+    "PlaybackTransport": "_recording",
+    "RecordingTransport": "_recording",
+    "play_from": "_recording",
+    "record_to": "_recording",
+    "cassette_path": "_cassette",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _CASSETTES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from ._cassette import cassette_path as cassette_path
+    from ._recording import PlaybackTransport as PlaybackTransport
+    from ._recording import RecordingTransport as RecordingTransport
+    from ._recording import play_from as play_from
+    from ._recording import record_to as record_to

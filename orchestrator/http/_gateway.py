@@ -125,6 +125,7 @@ class Gateway:
             for name, connector in self._connectors.items():
                 self.redact.add(connector.secrets())
                 transport = await stack.enter_async_context(self._transport_for(name, connector))
+                transport.redact_with(self.redact)
                 stats = self._stats.setdefault(name, ConnectorStats())
                 self._channels[name] = ConnectorChannel(connector, transport, stats)
             self._stack = stack.pop_all()

@@ -9,7 +9,9 @@ headers, body. A transport only performs the exchange (httpx's
   cookie jar and connection pool), aiohttp's exceptions translated into podium's tree
   here, at the boundary, so nothing above ever sees an aiohttp class.
 - ``MockTransport`` answers from a function, in memory, with no socket: the test double
-  for users and plugin authors (``podium.testing``).
+  for users and plugin authors (``podium.testing``);
+- ``RecordingTransport`` and ``PlaybackTransport`` (``_recording.py``) write a real
+  transport's exchanges to a cassette and serve a run from one.
 
 Redirects are never followed by a transport (the gateway follows them under its origin
 rule), and a transport never retries: aiohttp's own silent one-shot re-send is switched
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
     from podium.connectors import ConnectorConfig
 
+    from .._redact import Redactor
+
 
 class Transport(ABC):
     """Performs exchanges for one connector; an async context manager owning its pools."""
@@ -63,6 +67,11 @@ class Transport(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - a transport without resources closes nothing
         """Close every connection this transport holds."""
+
+    def redact_with(self, redactor: Redactor) -> None:  # noqa: B027 - most need no redactor
+        """Called by the gateway before the first exchange with the run's redactor, which
+        knows the run's secrets and learns each credential the gateway obtains. A transport
+        that writes exchanges down masks them with it; the others ignore it."""
 
     @abstractmethod
     async def send(self, request: Request, *, cookies: bool = True) -> Response:

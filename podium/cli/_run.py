@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,7 +22,9 @@ from ._app import DEFAULT_CONFIG, EXIT_FAILED, ConfigOption, app, console, error
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from podium.connectors import Connector
     from podium.orchestrator import Config, Database, RunResult, RunRow
+    from podium.orchestrator.http import Transport
     from podium.pipeline import Pipeline
 
     from ._publish import Destinations
@@ -91,9 +94,12 @@ async def _execute(
     progress: Console | None,
     log_level: str = "INFO",
     resume: bool = False,
+    cassettes: Cassettes | None = None,
 ) -> tuple[RunResult, list[str]]:
     """Run the pipeline and deliver its alert notifications; the result, and a line for
-    each notification that was not delivered."""
+    each notification that was not delivered. With ``cassettes``, record every exchange
+    into them or serve the run from them (a replay evaluates no alert rules: it rehearses
+    a run, it is not one that should page anyone)."""
     import anyio
 
     from podium.orchestrator import RunStats, open_database, run_pipeline
@@ -109,6 +115,8 @@ async def _execute(
             f"pipeline {name!r} has no parameter {', '.join(unknown)} (parameters: {known})"
         )
     connectors = config.connectors_for(pipeline)
+    transports = cassettes.transports(connectors) if cassettes is not None else None
+    replaying = cassettes is not None and cassettes.replay
     stats = RunStats()
     run = functools.partial(
         run_pipeline,
@@ -120,7 +128,8 @@ async def _execute(
         stats=stats,
         secrets=config.secrets,
         lease=config.journal.lease,
-        alerts=config.rules.get(name, ()),
+        alerts=() if replaying else config.rules.get(name, ()),
+        transport=transports,
     )
     async with open_database(config.database.url) as database:
         if resume:
@@ -147,6 +156,31 @@ async def _execute(
             configure_logging(level=log_level, replace_default=True)
         assert result is not None
         return result, await deliver_own(config, database, result)
+
+
+@dataclass(frozen=True)
+class Cassettes:
+    """``--record DIR`` or ``--replay DIR``: one cassette per connector in ``directory``."""
+
+    directory: Path
+    replay: bool
+
+    @classmethod
+    def of(cls, record: Path | None, replay: Path | None) -> Cassettes | None:
+        from podium.pipeline import ConfigError
+
+        if record is not None and replay is not None:
+            raise ConfigError("--record and --replay exclude each other: give one")
+        if record is None and replay is None:
+            return None
+        return cls(replay or record, replay=replay is not None)  # type: ignore[arg-type]
+
+    def transports(self, connectors: dict[str, Connector]) -> dict[str, Transport]:
+        from podium.orchestrator.http import play_from, record_to
+
+        if self.replay:
+            return play_from(self.directory, connectors)
+        return record_to(self.directory, connectors)
 
 
 def _demo_hint(config: Config, result: RunResult) -> str | None:
@@ -214,6 +248,7 @@ def run_command(
     verbose: bool,
     resume: bool = False,
     metrics: Destinations | None = None,
+    cassettes: Cassettes | None = None,
 ) -> None:
     import anyio
 
@@ -234,10 +269,11 @@ def run_command(
             progress=err if show_progress else None,
             log_level=level,
             resume=resume,
+            cassettes=cassettes,
         ),
         backend="asyncio",
     )
-    hint = _demo_hint(config, result)
+    hint = _demo_hint(config, result) if cassettes is None or not cassettes.replay else None
     if metrics is None or not metrics.any:
         report(result, as_json=as_json, hint=hint, notes=notes)
         return
@@ -289,10 +325,29 @@ def run(
             "(job podium, grouping key pipeline)",
         ),
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            metavar="DIR",
+            help="write every exchange into cassettes in DIR (one <connector>.yaml each, "
+            "vcrpy's format, secrets masked)",
+        ),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay",
+            metavar="DIR",
+            help="run offline from the cassettes in DIR: no socket is opened, and a request "
+            "they do not hold fails the run",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline once, with live progress and a summary."""
     from ._publish import destinations
 
+    cassettes = Cassettes.of(record, replay)
     run_command(
         config,
         pipeline,
@@ -303,6 +358,7 @@ def run(
         verbose=verbose,
         resume=resume,
         metrics=destinations(metrics, pushgateway, as_json=as_json),
+        cassettes=cassettes,
     )
 
 

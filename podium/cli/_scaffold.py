@@ -2,7 +2,10 @@
 
 The skeleton is a complete package: a pyproject that registers the connector under the
 ``podium.connectors`` entry-point group, a connector class with its own config model,
-and a test that runs it in a pipeline with ``podium.testing`` (no socket opened).
+and a test that runs it in a pipeline served from a cassette it ships
+(``tests/cassettes/api.yaml``, replayed by ``podium.testing.PlaybackTransport``: no socket
+opened). ``podium run P --record tests/cassettes`` replaces that cassette with the real
+API's exchanges.
 """
 
 from __future__ import annotations
@@ -80,23 +83,30 @@ class $cls(Connector):
 ''')
 
 _TEST = Template('''\
-"""The connector in a real pipeline, its API answered from memory: no socket, no server.
+"""The connector in a real pipeline, its API served from a cassette: no socket, no server.
 
-podium.testing swaps only the transport; auth, pagination, retries, the store and the
-run journal are podium's own, as in production.
+tests/cassettes/api.yaml holds exchanges recorded from the API (vcrpy's cassette format,
+secrets masked); podium.testing's PlaybackTransport replays them, and a request the
+cassette does not hold fails the run. Everything else — auth, pagination, retries, the
+store and the run journal — is podium's own, as in production. Record the real API's
+exchanges with ``podium run <pipeline> --record tests/cassettes`` (see README.md).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 import podium
 from podium.connectors import connector_class
-from podium.testing import MockReply, MockTransport, podium_database, reply, run, stored_rows
+from podium.testing import PlaybackTransport, podium_database, run, stored_rows
 from $package import $cls
 
 pytestmark = pytest.mark.anyio
 __all__ = ["podium_database"]  # the fixture, used by name below
+
+CASSETTE = Path(__file__).parent / "cassettes" / "api.yaml"
 
 
 @pytest.fixture
@@ -105,12 +115,6 @@ def anyio_backend() -> str:
 
 
 async def test_fetches_and_stores(podium_database: str) -> None:
-    seen: list[podium.Request] = []
-
-    def api(request: podium.Request) -> MockReply:
-        seen.append(request)
-        return reply(json={"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
-
     connector = $cls("api", $cls.Config(kind="$kind", base_url="https://api.example.test"))
     pipeline = podium.Pipeline(
         name="smoke",
@@ -119,11 +123,10 @@ async def test_fetches_and_stores(podium_database: str) -> None:
             podium.Store(name="save", table="items", key=["id"]),
         ],
     )
-    result = await run(
-        pipeline, [connector], database=podium_database, transport=MockTransport(api)
-    )
+    transport = PlaybackTransport(CASSETTE)
+    result = await run(pipeline, [connector], database=podium_database, transport=transport)
     assert result.status == "ok", result.run.error
-    assert [r.headers["X-Api-Version"] for r in seen] == ["v1"]
+    assert [r.headers["X-Api-Version"] for r in transport.requests] == ["v1"]
     rows = await stored_rows(podium_database, "items")
     assert [(r["id"], r["name"]) for r in rows] == [(1, "a"), (2, "b")]
 
@@ -132,6 +135,31 @@ def test_registered_by_entry_point() -> None:
     # Passes once the package is installed: pip install -e .
     assert connector_class("$kind") is $cls
 ''')
+
+_CASSETTE = Template("""\
+# Exchanges of the connector "api", replayed by tests/test_connector.py with no socket
+# (vcrpy's cassette format; podium masks secrets when it records). Record the real API's:
+#   podium run <pipeline> --record tests/cassettes
+interactions:
+- request:
+    body: null
+    headers:
+      X-Api-Version:
+      - v1
+    method: GET
+    uri: https://api.example.test/items
+  response:
+    body:
+      string: '{"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}'
+    elapsed: 0.05
+    headers:
+      Content-Type:
+      - application/json
+    status:
+      code: 200
+      message: OK
+version: 1
+""")
 
 _README = Template("""\
 # $dist
@@ -148,6 +176,16 @@ Use it in a config:
     kind = "$kind"
     base_url = "https://api.example.com"
     api_version = "v1"
+
+## Testing offline
+
+`tests/test_connector.py` runs the connector in a pipeline served from
+`tests/cassettes/api.yaml`: exchanges recorded from the API (vcrpy's cassette format,
+secrets masked), replayed with no socket. To test against your API's real answers,
+name the connector `api` in a config with a pipeline that uses it, run it once against
+the API with `--record`, and commit the cassette:
+
+    podium run smoke --record tests/cassettes
 """)
 
 
@@ -174,6 +212,7 @@ def write_skeleton(name: str, parent: Path) -> Path:
         "README.md": _README,
         f"{values['package']}/__init__.py": _MODULE,
         "tests/test_connector.py": _TEST,
+        "tests/cassettes/api.yaml": _CASSETTE,
     }
     for relative, template in files.items():
         target = root / relative
