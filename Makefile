@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ typecheck: $(BIN)/.installed
 	for f in podium/*; do ln -s ../../../$$f build/typecheck/podium/; done
 	for d in pipeline connectors orchestrator jobs; do ln -s ../../../$$d build/typecheck/podium/$$d; done
 	$(BIN)/mypy build/typecheck/podium
+
+# The status page's screenshots in docs/screenshots/, from its browser test.
+screenshots: $(BIN)/.installed
+	PODIUM_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_status_browser.py
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run_all.py

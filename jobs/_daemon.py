@@ -33,6 +33,7 @@ from ._models import Plan, build_plan, check_node_id, default_node_id
 from ._operations import Operations
 from ._pool import RunPool
 from ._watchdog import Watchdog
+from .web import Sources, StatusPages
 
 EXIT_FORCED = 130
 NODE_BEAT_SECONDS = 5.0
@@ -89,6 +90,8 @@ class Daemon:
             pool = self._pool = RunPool(database, self.node_id, self.metrics, self.plan)
             self.metrics.watch_running(pool.running)
             self.operations = Operations(database, pool, lambda: self.plan, self.node_id)
+            sources = Sources(database, lambda: self.plan, self.node_id, self._next_fires)
+            pages = StatusPages(sources)
             endpoint = Endpoint(
                 settings,
                 instance=self.instance,
@@ -96,6 +99,7 @@ class Daemon:
                 metrics=self.metrics.render,
                 reload=self._reload,
                 operations=self.operations,
+                pages=pages.mount,
             )
             info_path = runtime_file(directory, self.node_id)
             async with anyio.create_task_group() as services:
@@ -357,6 +361,14 @@ class Daemon:
                 len(old.keys() - plan.schedules.keys()),
             )
             return None
+
+    async def _next_fires(self) -> dict[str, datetime | None]:
+        """The scheduler's next fire of each schedule (the status page). With a shared
+        data store this node's scheduler knows every node's schedules."""
+        adapter = self._adapter
+        if adapter is None:
+            return {}
+        return {name: state.next_fire for name, state in (await adapter.states()).items()}
 
     async def status(self) -> dict[str, Any]:
         plan, pool, adapter = self.plan, self._pool, self._adapter

@@ -19,11 +19,14 @@ from __future__ import annotations
 import html
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import orjson
 from aiohttp import web
 from anyio.abc import TaskStatus
+
+from podium.pipeline import ConfigError
 
 from ._access import COOKIE, Access, session_value
 from ._models import SchedulerSettings
@@ -168,8 +171,8 @@ class Endpoint:
             start = parse_time(str(body.get("from", "")), "from")
             end = parse_time(str(body.get("to", "")), "to")
             concurrency = int(body.get("concurrency") or 1)
-        except (ValueError, TypeError) as exc:
-            return _error(str(exc), 400)
+        except (ValueError, TypeError, ConfigError) as exc:  # parse_time: a ConfigError
+            return _refused(request, str(exc), 400)
         return await self._answer(
             request,
             self._ops().backfill(request.match_info["name"], start, end, concurrency=concurrency),
@@ -224,7 +227,7 @@ class Endpoint:
         try:
             answer = await work
         except OperationError as exc:
-            return _error(str(exc), exc.status)
+            return _refused(request, str(exc), exc.status)
         target = request.get("podium_next")
         if isinstance(target, str):
             raise web.HTTPSeeOther(redirect(answer) if redirect else target)
@@ -298,6 +301,16 @@ def _who(request: web.Request) -> str | None:
     agent = request.headers.get("User-Agent", "")
     via = "podium-cli" if agent.startswith("podium") else "http"
     return f"{via}@{request.remote}"
+
+
+def _refused(request: web.Request, message: str, status: int) -> web.Response:
+    """An operation that could not be done: JSON for the API; for a form from the page
+    (``next``), back to that page with the reason, which the page shows."""
+    target = request.get("podium_next")
+    if isinstance(target, str):
+        joiner = "&" if "?" in target else "?"
+        raise web.HTTPSeeOther(f"{target}{joiner}{urlencode({'error': message})}")
+    return _error(message, status)
 
 
 def _error(message: str, status: int) -> web.Response:

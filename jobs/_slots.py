@@ -82,3 +82,22 @@ def cron_slots(schedule: Schedule, after: datetime, until: datetime, limit: int)
             break
         out.append(slot.astimezone(UTC))
     return out
+
+
+def next_slot(schedule: Schedule, now: datetime, last: datetime | None) -> datetime | None:
+    """The schedule's next fire after ``now`` as far as the schedule alone tells (the
+    status page, when no scheduler here knows it): a cron's next time; an interval's next
+    step from its ``start``, or from the ``last`` fire recorded (the scheduler anchors an
+    interval where it was first added, which only its data store knows)."""
+    end = schedule.end_at()
+    if schedule.interval is not None:
+        step, anchor = schedule.interval, schedule.start_at() or last
+        if anchor is None:
+            return None
+        slot = anchor + step * max(0, math.floor((now - anchor) / step) + 1)
+    else:
+        found = cron_slots(schedule, now, now + timedelta(days=400), 1)
+        if not found:
+            return None
+        slot = found[0]
+    return None if end is not None and slot > end else slot

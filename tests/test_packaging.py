@@ -45,8 +45,14 @@ def test_the_wheel_holds_podium_and_nothing_generic(wheel: Path) -> None:
         "podium/jobs/_daemon.py",
         "podium/cli/_run.py",
         "podium/testing.py",
+        # The status page reads its templates and stylesheet from the package.
+        "podium/jobs/web/_pages.py",
+        "podium/jobs/web/static/podium.css",
     ):
         assert expected in names
+    templates = ROOT / "jobs" / "web" / "templates"
+    for template in sorted(templates.glob("*.html")):
+        assert f"podium/jobs/web/templates/{template.name}" in names, f"{template.name} is missing"
     # Every package folder of the checkout made it in (pyproject lists them one by one).
     for folder, package in [("podium", "podium"), *((g, f"podium/{g}") for g in GENERIC)]:
         for init in (ROOT / folder).rglob("__init__.py"):
@@ -82,6 +88,20 @@ def test_installed_it_imports_as_podium_only(wheel: Path, tmp_path: Path) -> Non
     assert lines[0].startswith(str(target))
     assert lines[1] == "podium.connectors._base podium"
     assert ok.stderr == ""  # importing podium prints nothing
+    # The status page renders from the installed wheel's templates, not the checkout's.
+    page = python(
+        "from podium.jobs.web import StatusPages, Sources\n"
+        "pages = StatusPages(Sources(None, None, 'n'))\n"
+        "t = pages.env.get_template('problem.html')\n"
+        "print(t.filename)\n"
+        "print(len(pages.static['podium.css']) > 1000)\n"
+        "print(t.render(status=404, message='<x>', now=__import__('datetime').datetime.now(),"
+        " page='problem', refresh=0, can_write=False, signed_in=False, here='/', error=None,"
+        " doc={'node': 'n'}).count('&lt;x&gt;'))\n"
+    )
+    assert page.returncode == 0, page.stderr
+    filename, css, escaped = page.stdout.splitlines()
+    assert filename.startswith(str(target)) and css == "True" and escaped == "1"
     for name in GENERIC:
         missing = python(f"import {name}")
         assert missing.returncode != 0

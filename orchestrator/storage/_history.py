@@ -18,7 +18,7 @@ from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..alerts import latency
-from ._monitoring_schema import check_hours_table, check_status_table
+from ._monitoring_schema import check_hours_table, check_status_table, run_hours_table
 from ._schema import (
     checkpoints_table,
     checks_table,
@@ -30,6 +30,7 @@ from ._schema import (
 
 STATUS = check_status_table
 HOURS = check_hours_table
+RUN_HOURS = run_hours_table
 _PRUNE_BATCH = 500
 
 
@@ -69,6 +70,41 @@ def record_checks(
         else:
             conn.execute(update(STATUS).where(key).values(**values))
         _add_to_hour(conn, pipeline, name, hour, ok, check.get("latency"))
+
+
+def record_run(
+    conn: Connection, pipeline: str, node: str | None, started_at: datetime, status: str
+) -> None:
+    """Count one ended run in its pipeline's, node's and start hour's summary."""
+    key = (
+        (RUN_HOURS.c.pipeline == pipeline)
+        & (RUN_HOURS.c.node == (node or ""))
+        & (RUN_HOURS.c.hour == hour_of(started_at))
+        & (RUN_HOURS.c.status == status)
+    )
+    more = update(RUN_HOURS).where(key).values(runs=RUN_HOURS.c.runs + 1)
+    if conn.execute(more).rowcount:
+        return
+    values = {"pipeline": pipeline, "node": node or "", "hour": hour_of(started_at)}
+    if not _insert_or_update(conn, RUN_HOURS, key, {**values, "status": status, "runs": 1}):
+        conn.execute(more)  # another transaction inserted the row first
+
+
+def select_run_counts(
+    conn: Connection, since: datetime | None, pipeline: str | None
+) -> list[dict[str, Any]]:
+    """Ended runs that started since ``since``'s hour, by pipeline, node and status."""
+    runs = sa.func.sum(RUN_HOURS.c.runs).label("runs")
+    query = select(RUN_HOURS.c.pipeline, RUN_HOURS.c.node, RUN_HOURS.c.status, runs).group_by(
+        RUN_HOURS.c.pipeline, RUN_HOURS.c.node, RUN_HOURS.c.status
+    )
+    if since is not None:
+        query = query.where(RUN_HOURS.c.hour >= hour_of(since))
+    if pipeline is not None:
+        query = query.where(RUN_HOURS.c.pipeline == pipeline)
+    return [
+        {**r._mapping, "node": r.node or None, "runs": int(r.runs)} for r in conn.execute(query)
+    ]
 
 
 def _add_to_hour(
@@ -154,4 +190,5 @@ def prune(conn: Connection, runs_before: datetime, hours_before: datetime) -> di
             conn.execute(delete(table).where(table.c.run_id.in_(ids)))
         runs += int(conn.execute(delete(runs_table).where(runs_table.c.id.in_(ids))).rowcount)
     hours = conn.execute(delete(HOURS).where(HOURS.c.hour < hours_before)).rowcount
+    hours += conn.execute(delete(RUN_HOURS).where(RUN_HOURS.c.hour < hours_before)).rowcount
     return {"runs": runs, "hours": int(hours)}

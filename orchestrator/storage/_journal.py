@@ -23,7 +23,7 @@ from podium.pipeline import (
 )
 
 from ..alerts import AlertRule, Outcome
-from . import _checkpoints, _dead_letters, _runs, _saga, _state
+from . import _checkpoints, _dead_letters, _history, _runs, _saga, _state
 from ._checkpoints import Mark, Progress
 from ._database import Database
 from ._rows import (
@@ -181,13 +181,36 @@ class Journal:
         trigger: str | None = None,
         triggers: tuple[str, ...] = (),
         finished_since: datetime | None = None,
+        offset: int = 0,
     ) -> list[RunRow]:
-        """Runs newest first; ``trigger`` matches a trigger or its kind (``daemon`` matches
-        ``daemon:node-1``)."""
+        """Runs newest first (skipping ``offset``); ``trigger`` matches a trigger or its
+        kind (``daemon`` matches ``daemon:node-1``)."""
         await self.create_tables()
-        query = _runs.RunQuery(pipeline, limit, statuses, since, trigger, triggers, finished_since)
+        query = _runs.RunQuery(
+            pipeline, limit, statuses, since, trigger, triggers, finished_since, offset
+        )
         rows = await self.db.run("reading runs", _runs.select_runs, query)
         return [RunRow.model_validate(r) for r in rows]
+
+    async def run_counts(
+        self, since: datetime | None = None, pipeline: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Ended runs that started since ``since`` (in whole hours), counted by pipeline,
+        node and status: rows of ``pipeline``, ``node``, ``status``, ``runs``. Read from
+        the hourly summaries (``podium_run_hours``), however many runs there were."""
+        await self.create_tables()
+        return await self.db.run("counting runs", _history.select_run_counts, since, pipeline)
+
+    async def count_runs(self, pipeline: str) -> int:
+        """How many runs of ``pipeline`` the journal holds."""
+        await self.create_tables()
+        return await self.db.run("counting runs", _runs.count_runs, pipeline)
+
+    async def latest_runs(self, pipelines: list[str], each: int) -> list[dict[str, Any]]:
+        """The latest ``each`` runs of each of ``pipelines``, newest first, without their
+        JSON columns (the status page's bars)."""
+        await self.create_tables()
+        return await self.db.run("reading the latest runs", _runs.latest_runs, pipelines, each)
 
     async def run(self, run_id: str) -> tuple[RunRow, list[RunEventRow], list[CheckResultRow]]:
         """A run by id or unique id prefix, with its events and check results."""

@@ -10,6 +10,9 @@ each check's state and hourly history.
 ``podium_check_hours``   per check and hour: runs, passes, response-time histogram —
                          what uptime and percentiles are computed from, kept long after
                          the raw results are pruned
+``podium_run_hours``     per pipeline, node, hour and outcome: how many runs started in
+                         that hour ended so — a pipeline's uptime of runs and a node's
+                         work read a few hundred rows, not every run of a week
 """
 
 from __future__ import annotations
@@ -119,10 +122,22 @@ check_hours_table = sa.Table(
     sa.Column("latency", sa.JSON),  # counts per bucket of alerts.latency
 )
 
+run_hours_table = sa.Table(
+    "podium_run_hours",
+    metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("node", sa.String(160), primary_key=True),  # "" for a run without one
+    sa.Column("hour", UTCDateTime(), primary_key=True),  # the hour the runs started in, UTC
+    sa.Column("status", sa.String(16), primary_key=True),  # how they ended
+    sa.Column("runs", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_podium_run_hours_hour", "hour"),
+)
+
 MONITORING_TABLES = [
     alert_state_table,
     outbox_table,
     mutes_table,
     check_status_table,
     check_hours_table,
+    run_hours_table,
 ]

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..alerts import AlertRule, Outcome
 from ._alerts import apply_outcomes
 from ._checkpoints import clear_progress
-from ._history import record_checks
+from ._history import record_checks, record_run
 from ._schema import (
     checks_table,
     dead_letters_table,
@@ -122,6 +122,8 @@ def finish_run(
     mine = (RUNS.c.id == run_id) & (RUNS.c.attempt == attempt) & (RUNS.c.status == "running")
     if not conn.execute(update(RUNS).where(mine).values(**run)).rowcount:
         return None
+    if not run.get("dry_run"):  # a dry run says nothing about the pipeline, as for checks
+        record_run(conn, run["pipeline"], run["node"], run["started_at"], run["status"])
     if events:
         conn.execute(events_table.insert(), events)
     if checks:
@@ -196,10 +198,11 @@ class RunQuery:
     trigger: str | None = None
     triggers: tuple[str, ...] = ()
     finished_since: datetime | None = None
+    offset: int = 0
 
 
 def select_runs(conn: Connection, q: RunQuery) -> list[dict[str, Any]]:
-    query = select(RUNS).order_by(desc(RUNS.c.started_at)).limit(q.limit)
+    query = select(RUNS).order_by(desc(RUNS.c.started_at)).limit(q.limit).offset(q.offset)
     if q.pipeline:
         query = query.where(RUNS.c.pipeline == q.pipeline)
     if q.statuses:
@@ -214,6 +217,35 @@ def select_runs(conn: Connection, q: RunQuery) -> list[dict[str, Any]]:
     if q.triggers:
         query = query.where(RUNS.c.trigger.in_(q.triggers))
     return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def count_runs(conn: Connection, pipeline: str) -> int:
+    """How many runs of ``pipeline`` the journal holds (an index-only count)."""
+    query = select(sa.func.count()).select_from(RUNS).where(RUNS.c.pipeline == pipeline)
+    return int(conn.execute(query).scalar() or 0)
+
+
+# What a listing of many runs shows; the JSON columns (stages, causes, attempts) stay out.
+_BRIEF = (
+    RUNS.c.id, RUNS.c.pipeline, RUNS.c.trigger, RUNS.c.node, RUNS.c.status,
+    RUNS.c.scheduled_for, RUNS.c.started_at, RUNS.c.finished_at, RUNS.c.stored,
+    RUNS.c.records_in, RUNS.c.requests, RUNS.c.failed_requests, RUNS.c.error,
+)  # fmt: skip
+
+
+def latest_runs(conn: Connection, pipelines: list[str], each: int) -> list[dict[str, Any]]:
+    """The latest ``each`` runs of every one of ``pipelines``, newest first: one indexed
+    read per pipeline ((pipeline, started_at)), so the cost does not grow with history."""
+    out: list[dict[str, Any]] = []
+    for name in pipelines:
+        query = (
+            select(*_BRIEF)
+            .where(RUNS.c.pipeline == name)
+            .order_by(desc(RUNS.c.started_at))
+            .limit(each)
+        )
+        out.extend(dict(r._mapping) for r in conn.execute(query))
+    return out
 
 
 def last_fire(conn: Connection, pipeline: str) -> datetime | None:
