@@ -20,8 +20,9 @@ from ._auth import (
     OAuth2ClientCredentials,
 )
 from ._base import Connector, ConnectorConfig, RedirectPolicy, RetryPolicy, TlsConfig
+from ._formats import Decoder
 from ._http import HttpConnector
-from ._messages import Request, Response, origin
+from ._messages import BodyStream, Request, Response, origin
 from ._pagination import PAGINATOR_TYPES, Paginator, PaginatorConfig
 from ._registry import (
     COMMON_FIELDS,
@@ -45,11 +46,13 @@ __all__ = [
     "AuthFlow",
     "BasicAuth",
     "BearerAuth",
+    "BodyStream",
     "Connector",
     "ConnectorConfig",
     "CookieLogin",
     "Credential",
     "CredentialFlow",
+    "Decoder",
     "HttpConnector",
     "KindInfo",
     "NeedCredential",
