@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.lowlevel
 
 from podium.connectors import Connector, Request, Response
-from podium.pipeline import Fetch, Record, ResponseError, TransportError
+from podium.pipeline import Fetch, Record, RequestError, ResponseError, TransportError
 
 if TYPE_CHECKING:
     from ._fetch import FetchTask
@@ -72,8 +72,8 @@ async def stream_item(
 async def record_batches(
     connector: Connector, fetch: Fetch, response: Response
 ) -> AsyncGenerator[list[Record], None]:
-    """The response's records in batches of at most ``STREAM_BATCH``; a ``ResponseError``
-    comes after the batches read before it."""
+    """The response's records in batches of at most ``STREAM_BATCH``; an error (a bad
+    line, a lost connection) comes after the records read before it."""
     decoder = connector.decoder(fetch, response)
     if decoder is None:  # ``auto`` found a JSON document: it is read whole
         if response.stream is not None:
@@ -88,7 +88,7 @@ async def record_batches(
                 yield pending[:STREAM_BATCH]
                 del pending[:STREAM_BATCH]
         pending.extend(decoder.close())
-    except ResponseError:
+    except RequestError:  # a bad line, or the connection lost mid-body
         if pending:
             yield pending
         raise
