@@ -214,10 +214,25 @@ class Connector:
         list, every object is a record and every other item (a number, a string, a list,
         null) becomes ``{"value": item}``, wherever it stands in the list. Other formats
         go through their decoder (``decoder``) in one piece."""
-        decoder = self.decoder(fetch, response)
-        if decoder is None:
-            return whole_json(fetch.records_expr, response.json())
-        return decoder.feed(response.body) + decoder.close()
+        if (fetch.format or self.config.format) != "json" or is_gzip(
+            response.headers, response.url
+        ):
+            decoder = self.decoder(fetch, response)
+            if decoder is not None:
+                return decoder.feed(response.body) + decoder.close()
+        # The JSON document, inline: this runs for every page of every JSON fetch.
+        data = response.json()
+        expr = fetch.records_expr
+        if expr is not None:
+            data = expr.search(data)
+            if data is None:
+                raise ResponseError(f"records path {expr.source!r} matched nothing")
+        if isinstance(data, dict):
+            return [data]
+        if isinstance(data, list):
+            # Every item is checked: a list that starts with objects may still hold others.
+            return [r if isinstance(r, dict) else {"value": r} for r in data]
+        raise ResponseError(f"expected records (an object or a list), got {type(data).__name__}")
 
     def decoder(self, fetch: Fetch, response: Response) -> Decoder | None:
         """A fresh decoder for the response's body, or None for a plain JSON document

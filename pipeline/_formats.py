@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 BodyFormat = Literal["json", "ndjson", "csv", "xml", "auto"]
 BODY_FORMATS: tuple[str, ...] = ("json", "ndjson", "csv", "xml", "auto")
+# A fetch may also read no records at all ("none"); one Literal, so an error lists all.
+FetchFormat = Literal["json", "ndjson", "csv", "xml", "auto", "none"]
 
 
 class CsvOptions(BaseModel):

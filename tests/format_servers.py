@@ -85,6 +85,7 @@ def formats_app(*, gate: asyncio.Event | None = None) -> web.Application:
     )
     route("/download/items.csv.gz", lambda: gzipped(csv_text(ROWS)), "application/octet-stream")
     route("/download/items", lambda: gzipped(ndjson(ROWS)), "application/gzip")
+    route("/download/items.json.gz", lambda: gzipped(orjson.dumps(ROWS)), "application/json")
     route("/semicolons.csv", lambda: csv_text(ROWS, ";"), "text/csv")
 
     # Broken bodies: the first three records are good, the line after them is not.

@@ -63,6 +63,7 @@ async def run_formats(
         ("/encoded.csv", "csv"),  # Content-Encoding: gzip, undone by the client
         ("/download/items.csv.gz", "csv"),  # a .gz file: the payload is decompressed
         ("/download/items", "ndjson"),  # Content-Type application/gzip
+        ("/download/items.json.gz", "json"),  # a JSON document in a .gz file
     ],
 )
 async def test_each_format_stores_exactly_the_servers_records(
@@ -285,3 +286,55 @@ async def test_records_that_cannot_apply_are_refused_at_load(
     api = HttpConnector("api", ConnectorConfig(kind="http", base_url="http://127.0.0.1:9"))
     with pytest.raises(PipelineError, match=message):
         api.check_fetch(Fetch(name="items", connector="api", path="/x", **fetch))
+
+
+CONFIG = """
+[database]
+url = "sqlite:///{db}"
+
+[connectors.api]
+kind = "http"
+base_url = "http://127.0.0.1:9"
+{connector}
+
+[[pipelines.p.stages]]
+name = "get"
+kind = "fetch"
+connector = "api"
+path = "/items"
+{fetch}
+
+[[pipelines.p.stages]]
+name = "save"
+kind = "store"
+table = "items"
+key = ["id"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("connector", "fetch", "expected"),
+    [
+        ("", 'format = "yaml"', "stages[0].format: Input should be 'json', 'ndjson', 'csv'"),
+        ('format = "tsv"', "", "connectors.api.format: Input should be 'json', 'ndjson'"),
+        ("", 'csv = { delimiter = ";;" }', "stages[0].csv.delimiter: String should have at most"),
+        ("", "csv = { header = false }", "header = false needs columns = [...]"),
+        ('csv = { encoding = "utf-9" }', "", "connectors.api.csv.encoding: unknown encoding"),
+        ('format = "csv"', 'records = "items"', "a CSV body's rows are the records"),
+        ("", 'format = "xml"\nrecords = "a[0]"', "an XML records path is element names"),
+    ],
+)
+def test_bad_format_config_is_one_line(
+    tmp_path: Path, connector: str, fetch: str, expected: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from podium.cli import app
+
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(db=tmp_path / "t.db", connector=connector, fetch=fetch))
+    result = CliRunner().invoke(app, ["run", "p", "--config", str(path)])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, (result.stderr, result.stdout)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, lines
+    assert expected in lines[0], lines[0]
