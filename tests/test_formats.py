@@ -196,6 +196,34 @@ async def test_records_reach_the_store_before_the_body_ends(
     assert len(stored(sqlite_url, "id")) == 6000
 
 
+async def test_a_streamed_request_is_retried_on_503_before_its_body(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """The status decides before the body is read: a 503 is read whole and retried, and
+    the 200 after it streams."""
+    from aiohttp import web
+
+    from .format_servers import csv_text
+
+    calls = 0
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return web.Response(status=503, text="busy", headers={"Retry-After": "0"})
+        return web.Response(body=csv_text(ROWS), content_type="text/csv")
+
+    app.router.add_get("/flaky.csv", handler)
+    base = await serve(app)
+    api = HttpConnector("api", ConnectorConfig(kind="http", base_url=base, format="csv"))
+    result = await run(pipeline("/flaky.csv"), [api], database=sqlite_url)
+    assert result.status == "ok", result.run.error
+    assert calls == 2
+    assert stored(sqlite_url) == EXPECTED
+
+
 async def test_xml_entities_are_never_expanded(serve: Callable[..., Any], sqlite_url: str) -> None:
     """Billion laughs and XXE: the entities stay unexpanded, no file is read."""
     from aiohttp import web
