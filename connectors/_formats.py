@@ -176,7 +176,12 @@ class CsvDecoder(_Deferred):
     """
 
     def __init__(self, options: CsvOptions) -> None:
-        self._text = codecs.getincrementaldecoder(options.encoding)(errors="strict")
+        # A spreadsheet's UTF-8 export may start with a byte-order mark: not part of the
+        # first column's name.
+        codec = codecs.lookup(options.encoding).name
+        decoder = "utf-8-sig" if codec == "utf-8" else codec
+        self._codec = decoder
+        self._text = codecs.getincrementaldecoder(decoder)(errors="strict")
         self._encoding = options.encoding
         self._lines = _Lines()
         self._reader = csv.reader(self._lines, delimiter=options.delimiter, strict=True)
@@ -188,29 +193,35 @@ class CsvDecoder(_Deferred):
 
     def feed(self, chunk: bytes) -> list[Record]:
         self._raise_pending()
+        held = self._text.getstate()[0]  # the bytes of a character split between chunks
         try:
             text = self._text.decode(chunk)
         except UnicodeDecodeError as exc:
-            return self._undecodable(exc)
+            return self._undecodable(held + chunk, exc)
         return self._take(text, final=False)
 
     def close(self) -> list[Record]:
         self._raise_pending()
+        held = self._text.getstate()[0]
         try:
             text = self._text.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            return self._undecodable(exc)
+            return self._undecodable(held, exc)
         out = self._take(text, final=True)
         if self.error is None and self._open:
             self.error = _bad("csv", self._reader.line_num + 1, "a quoted field is not closed")
         self._raise_pending()
         return out
 
-    def _undecodable(self, exc: UnicodeDecodeError) -> list[Record]:
-        # The line is where the records read so far end: the next one holds the byte.
-        line = self._reader.line_num + len(self._open) + 1
-        self.error = _bad("csv", line, f"not {self._encoding} text ({exc.reason})")
-        return []
+    def _undecodable(self, data: bytes, exc: UnicodeDecodeError) -> list[Record]:
+        """The records before the byte that is not text, then the error at its line."""
+        good = data[: exc.start].decode(self._codec, errors="replace")
+        out = self._take(good, final=False)
+        if self.error is None:
+            # Lines the reader took, lines of an open record, then the byte's own line.
+            line = self._reader.line_num + len(self._open) + 1
+            self.error = _bad("csv", line, f"not {self._encoding} text ({exc.reason})")
+        return out
 
     def _take(self, text: str, *, final: bool) -> list[Record]:
         data = self._rest + text if self._rest else text

@@ -157,6 +157,20 @@ async def test_the_decoders_error_is_malformed_body_with_the_line() -> None:
     assert caught.value.line == 5 and caught.value.format == "ndjson"
 
 
+async def test_csv_text_that_is_not_the_encoding_names_its_line() -> None:
+    """A character split between chunks is still one character; a byte that is no text
+    ends the body at its line, after the rows before it. A UTF-8 byte-order mark is no
+    part of the first column's name."""
+    from podium.connectors._formats import CsvDecoder
+
+    decoder = CsvDecoder(CsvOptions())
+    assert decoder.feed(b"\xef\xbb\xbfid,n\n1,a\n2,\xc3") == [{"id": "1", "n": "a"}]
+    assert decoder.feed(b"\xa9\n3,\xff\n4,x\n") == [{"id": "2", "n": "é"}]
+    with pytest.raises(MalformedBody, match=r"csv line 4: not utf-8 text") as caught:
+        decoder.close()
+    assert caught.value.line == 4
+
+
 async def test_a_connection_lost_mid_body_keeps_the_records_before_it(
     serve: Callable[..., Any], sqlite_url: str
 ) -> None:
