@@ -19,11 +19,12 @@ Names are local: a namespace (``{http://www.w3.org/2005/Atom}entry``) is dropped
 
 from __future__ import annotations
 
-from typing import Any
-
-from lxml import etree
+from typing import TYPE_CHECKING, Any
 
 from podium.pipeline import MalformedBody, Record
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 _NS_END = "}"
 
@@ -66,6 +67,10 @@ class XmlDecoder:
     is turned into a record and cleared, with its finished siblings, to keep memory flat."""
 
     def __init__(self, path: tuple[str, ...] | None = None) -> None:
+        # Imported here: lxml costs ~8 ms, and only a run that reads XML needs it.
+        from lxml import etree
+
+        self._syntax_error = etree.XMLSyntaxError
         self._parser = etree.XMLPullParser(
             events=("start", "end"),
             resolve_entities=False,
@@ -86,7 +91,7 @@ class XmlDecoder:
             raise self.error
         try:
             self._parser.feed(chunk)
-        except etree.XMLSyntaxError as exc:
+        except self._syntax_error as exc:
             self.error = _broken(exc)
         return self._records()
 
@@ -95,7 +100,7 @@ class XmlDecoder:
             raise self.error
         try:
             self._parser.close()
-        except etree.XMLSyntaxError as exc:
+        except self._syntax_error as exc:
             self.error = _broken(exc)
         out = self._records()
         if self.error is not None:

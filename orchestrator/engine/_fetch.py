@@ -80,8 +80,11 @@ class FetchTask:
         self.compensating = stage.side_effect and stage.compensate is not None
         self.reads_nothing = stage.format == "none"
         # A paginated fetch reads each page whole, whatever its format: its paginator
-        # reads the page's records (and pages are small by nature).
-        self.streams = not self.reads_nothing and self.connector.streams(stage)
+        # reads the page's records (and pages are small by nature). So does one whose
+        # compensation reads the answer.
+        self.streams = (
+            not self.reads_nothing and not self.compensating and self.connector.streams(stage)
+        )
 
     async def run(self, inbox: Inbox | None) -> None:
         if self.ctx.replay is not None:
