@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import zlib
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -82,6 +83,12 @@ def formats_app(*, gate: asyncio.Event | None = None) -> web.Application:
         lambda: gzipped(csv_text(ROWS)),
         "text/csv",
         **{"Content-Encoding": "gzip"},
+    )
+    route(
+        "/deflated.ndjson",
+        lambda: zlib.compress(ndjson(ROWS)),
+        "application/x-ndjson",
+        **{"Content-Encoding": "deflate"},
     )
     route("/download/items.csv.gz", lambda: gzipped(csv_text(ROWS)), "application/octet-stream")
     route("/download/items", lambda: gzipped(ndjson(ROWS)), "application/gzip")

@@ -61,6 +61,7 @@ async def run_formats(
         ("/items.csv", "csv"),
         ("/items.xml", "xml"),
         ("/encoded.csv", "csv"),  # Content-Encoding: gzip, undone by the client
+        ("/deflated.ndjson", "ndjson"),  # Content-Encoding: deflate, likewise
         ("/download/items.csv.gz", "csv"),  # a .gz file: the payload is decompressed
         ("/download/items", "ndjson"),  # Content-Type application/gzip
         ("/download/items.json.gz", "json"),  # a JSON document in a .gz file
