@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             samples[name].append(asyncio.run(one_round(settings, headers, args.requests)))
     medians = {name: statistics.median(v) * 1e6 for name, v in samples.items()}
     base = medians["no budget"]
-    rows = [
-        f"| {name} | {us:.1f} | {us - base:+.1f} |" for name, us in medians.items()
-    ]
+    rows = [f"| {name} | {us:.1f} | {us - base:+.1f} |" for name, us in medians.items()]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = "\n".join(
         [

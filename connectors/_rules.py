@@ -27,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -66,22 +67,35 @@ class ResponseRule(BaseModel):
     _statuses: tuple[Callable[[int], bool], ...] = PrivateAttr(default=())
     _expr: Expr | None = PrivateAttr(default=None)
 
+    @field_validator("when", mode="before")
+    @classmethod
+    def _valid_when(cls, value: Any) -> Any:
+        """Checked here, so a mistake is reported at ``when`` with what it may be."""
+        given = value if isinstance(value, list) else [value]
+        if not given or not all(isinstance(v, int | str) and not isinstance(v, bool)
+                                for v in given):  # fmt: skip
+            raise ValueError(
+                'give a status (404), a status class ("4xx"), a list of those, or a '
+                f"JMESPath expression; got {value!r}"
+            )
+        if isinstance(value, str) and _status_test(value) is None:
+            try:
+                Expr(value)
+            except PipelineError as exc:
+                raise ValueError(exc.message) from None
+        elif any(_status_test(v) is None for v in given):
+            bad = next(v for v in given if _status_test(v) is None)
+            raise ValueError(f'{bad!r} is not a status: write e.g. 404 or "4xx"')
+        return value
+
     @model_validator(mode="after")
     def _compile(self) -> ResponseRule:
         given = self.when if isinstance(self.when, list) else [self.when]
-        if not given:
-            raise ValueError("'when' is an empty list: give statuses, e.g. [404] or \"5xx\"")
         tests = [_status_test(v) for v in given]
         if all(t is not None for t in tests):
             self._statuses = tuple(t for t in tests if t is not None)
-        elif isinstance(self.when, str):
-            try:
-                self._expr = Expr(self.when)  # a mistake is a load-time error at this key
-            except PipelineError as exc:
-                raise ValueError(exc.message) from None
-        else:
-            bad = next(v for v, t in zip(given, tests, strict=True) if t is None)
-            raise ValueError(f'{bad!r} is not a status: write e.g. 404 or "4xx"')
+        else:  # a single string that is no status: an expression (checked above)
+            self._expr = Expr(str(self.when))
         return self
 
     @property
@@ -140,7 +154,6 @@ def rules_problem(exc: ValidationError, where: str = "rules") -> str:
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = err["loc"]
     path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-    path = re.sub(r"\.(int|str|list\[union\[int,str\]\])(\[\d+\])?", "", path)
     if err["type"] == "literal_error":
         given = str(err.get("input"))
         close = difflib.get_close_matches(given, ACTIONS, n=1, cutoff=0.6)

@@ -4,6 +4,7 @@ stopping a run cleanly (partial, cursor kept) for the next run to continue."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 import time
@@ -254,9 +255,7 @@ async def test_a_used_up_quota_stops_the_run_partial_and_the_next_continues(
     assert third.stats.stages["events"].records_out == 12
     assert state(sqlite_url) == [("incremental:events", '"2026-11-16T10:00:00Z"')]
     with sqlite3.connect(Path(sqlite_url.removeprefix("sqlite:///"))) as db:
-        assert [r[0] for r in db.execute("select id from events order by id")] == list(
-            range(1, 17)
-        )
+        assert [r[0] for r in db.execute("select id from events order by id")] == list(range(1, 17))
 
 
 async def test_a_route_budget_limits_only_its_paths(
@@ -301,7 +300,9 @@ def test_rates_and_headers_are_read_as_written() -> None:
         with pytest.raises(ValueError, match="is not a rate"):
             parse_rate(bad)
     now = 1_800_000_000.0
-    quota = quota_from_headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1800000030"}, now)
+    quota = quota_from_headers(
+        {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1800000030"}, now
+    )
     assert quota is not None and quota.remaining == 0 and quota.reset == 30
     quota = quota_from_headers({"ratelimit-remaining": "7", "ratelimit-reset": "12"}, now)
     assert quota is not None and (quota.remaining, quota.reset) == (7, 12)
@@ -318,3 +319,27 @@ async def test_budgets_are_one_per_connector_and_settings() -> None:
     assert budgets.get("api", a) is budgets.get("api", a)
     assert budgets.get("api", a) is not budgets.get("api", b)  # a changed config
     assert budgets.get("api", a) is not budgets.get("other", a)
+
+
+async def test_every_attempt_takes_a_slot(serve: Callable[..., Any], sqlite_url: str) -> None:
+    """Retries spend the budget too: three attempts at 10/s are 100 ms apart, though the
+    retry policy would send them back to back."""
+    times: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        times.append(time.monotonic())
+        if len(times) < 3:
+            return web.json_response({"error": "oops"}, status=500)
+        return web.json_response({"id": 0})
+
+    app = web.Application()
+    app.router.add_get("/r/{n}", handler)
+    base = await serve(app)
+    config = ConnectorConfig.model_validate(
+        {"kind": "http", "base_url": base, "rate": "10/s", "retry": {"backoff": 0, "jitter": 0}}
+    )
+    result = await run(numbered("retried", 1), [HttpConnector("api", config)], database=sqlite_url)
+    assert result.status == "ok", result.run.error
+    assert len(times) == 3
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap >= 0.09 for gap in gaps), gaps

@@ -3,6 +3,7 @@ the server's records, counts what it should, and waits as long as it says."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import sqlite3
 import time
@@ -89,8 +90,14 @@ def stored(url: str) -> list[int]:
         return [r[0] for r in db.execute("select id from things order by id")]
 
 
-async def go(serve: Callable[..., Any], url: str, things: Things, count: int,
-             fetch_rules: list[dict[str, Any]] | None = None, **config: Any) -> RunResult:  # fmt: skip
+async def go(
+    serve: Callable[..., Any],
+    url: str,
+    things: Things,
+    count: int,
+    fetch_rules: list[dict[str, Any]] | None = None,
+    **config: Any,
+) -> RunResult:
     """Run ``count`` items; ``fetch_rules`` are the fetch's, ``config`` the connector's."""
     base = await serve(things.app())
     return await run(pipeline(count, fetch_rules), [connector(base, **config)], database=url)
@@ -215,7 +222,7 @@ async def test_constant_backoff_waits_the_same_each_time(
     result = await go(serve, sqlite_url, things, 1, retry=retry)
     assert result.status == "ok", result.run.error
     times = things.times[0]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 3
     assert all(gap >= 0.15 - SLOP for gap in gaps), gaps
     # Exponential would have waited 0.6 s before the last attempt.
@@ -231,7 +238,7 @@ async def test_header_backoff_waits_what_the_named_header_says(
     result = await go(serve, sqlite_url, things, 1, retry=retry)
     assert result.status == "ok", result.run.error
     times = things.times[0]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 2 and all(gap >= 0.35 - SLOP for gap in gaps), gaps
 
 
@@ -248,8 +255,8 @@ def test_the_decision_is_pure() -> None:
             {"when": "body.error == 'busy'", "action": "retry", "message": "busy"},
             {"when": "headers.\"x-slow\" == 'yes'", "action": "rate_limited"},
             {"when": "status == `200` && body.ok == `false`", "action": "fail"},
-        ]}  # fmt: skip
-    ).rules
+        ]}
+    ).rules  # fmt: skip
     ok = answer(200, b'{"ok": true}')
     assert first_match(rules, ok) is None
     assert decide_answer(policy, 1, 200, ok.headers, None) is None
@@ -262,8 +269,10 @@ def test_the_decision_is_pure() -> None:
     assert decide_answer(policy, 3, 200, busy.headers, rule) == GiveUp("busy after 3 attempts")
     slow = answer(200, b"{}", **{"X-Slow": "yes", "Retry-After": "2"})
     assert decide_answer(policy, 1, 200, slow.headers, first_match(rules, slow)) == Retry(
-        2.0, "HTTP 200, response rule (when = 'headers.\"x-slow\" == \\'yes\\'', "
-        "action = 'rate_limited')", pause=True
+        2.0,
+        "HTTP 200, response rule (when = 'headers.\"x-slow\" == \\'yes\\'', "
+        "action = 'rate_limited')",
+        pause=True,
     )
     bad = answer(200, b'{"ok": false}')
     decision = decide_answer(policy, 1, 200, bad.headers, first_match(rules, bad))
@@ -314,11 +323,13 @@ BAD_CONFIGS = [
      "rules[0].action: unknown action 'ignroe' (did you mean 'ignore'?) (actions: retry, "
      "ignore, fail, rate_limited, success)"),
     ("fetch JMESPath", "", 'rules = [{ when = "body.error ==", action = "retry" }]',
-     "rules[0]: invalid JMESPath expression 'body.error =='"),
+     "rules[0].when: invalid JMESPath expression 'body.error =='"),
     ("connector JMESPath", 'rules = [{ when = "body[?", action = "retry" }]', "",
-     "connectors.api.rules[0]: invalid JMESPath expression 'body[?'"),
+     "connectors.api.rules[0].when: invalid JMESPath expression 'body[?'"),
     ("not a status", "", 'rules = [{ when = [404, "4x"], action = "ignore" }]',
-     "(get): rules[0]: '4x' is not a status"),
+     "(get): rules[0].when: '4x' is not a status"),
+    ("when of a wrong type", 'rules = [{ when = 3.5, action = "retry" }]', "",
+     "connectors.api.rules[0].when: give a status (404), a status class"),
     ("backoff strategy", '[connectors.api.retry]\nbackoff_strategy = "linear"', "",
      "connectors.api.retry.backoff_strategy"),
 ]  # fmt: skip
@@ -345,9 +356,9 @@ def test_a_good_config_with_rates_and_rules_validates(tmp_path: Path) -> None:
         'rate = "600/min"\nburst = 5\non_quota = "stop"\nmax_wait = 30\n'
         'rules = [{ when = "5xx", action = "retry" }]\n'
         '[[connectors.api.rates]]\npath = "/search/*"\nrate = "30/min"\n'
-        "[connectors.api.retry]\nbackoff_strategy = \"header\"\nbackoff_header = \"X-Retry-In\""
+        '[connectors.api.retry]\nbackoff_strategy = "header"\nbackoff_header = "X-Retry-In"'
     )
-    fetch = "rules = [{ when = [404], action = \"ignore\" }, { when = \"body.ok == `false`\", action = \"fail\", message = \"not ok\" }]"  # noqa: E501
+    fetch = 'rules = [{ when = [404], action = "ignore" }, { when = "body.ok == `false`", action = "fail", message = "not ok" }]'  # noqa: E501
     path = tmp_path / "config.toml"
     path.write_text(BASE.format(db=tmp_path / "t.db", connector=connector, fetch=fetch))
     result = CliRunner().invoke(cli, ["validate", "--config", str(path)])

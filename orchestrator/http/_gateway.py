@@ -247,7 +247,9 @@ class Gateway:
             else:
                 if response.status >= 400:
                     stats.errors["status_5xx" if response.status >= 500 else "status_4xx"] += 1
-                rule = first_match(rules, response) if rules else None
+                # A 401 in an auth flow is the flow's to answer (a token to refresh).
+                judged = rules and (channel.direct or response.status != 401)
+                rule = first_match(rules, response) if judged else None
                 if rule is None and response.status not in policy.statuses:
                     response.attempts = attempt  # the common case, decided here
                     return response
