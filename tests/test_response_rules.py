@@ -195,6 +195,11 @@ async def test_rate_limited_pause_holds_other_workers(
     # Requests already in flight may land just after; none later within the pause.
     during = [t for t in things.all_times if first + 0.05 < t < first + 0.4 - SLOP]
     assert during == [], [round(t - first, 3) for t in during]
+    # Held together, they do not leave together: the budget spaces them after the pause.
+    after = sorted(t for t in things.all_times if t >= first + 0.4 - SLOP)
+    assert len(after) >= 30
+    crowded = max(sum(1 for u in after if t <= u < t + 0.1) for t in after)
+    assert crowded <= 11, crowded  # 100/s: 10 in 100 ms, and the one on its edge
 
 
 async def test_success_accepts_a_409_and_reads_its_records(

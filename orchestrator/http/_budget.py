@@ -25,9 +25,10 @@ import math
 import re
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import anyio
 from aiolimiter import AsyncLimiter
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -111,30 +112,39 @@ class Budget:
         self.exhausted: QuotaExhausted | None = None
         self.in_flight = 0
 
-    async def take(self, url: str) -> None:
+    async def take(self, url: str, paused_until: Callable[[], float] = lambda: 0.0) -> None:
         """A slot for one attempt at ``url``: the connector's bucket and every matching
-        route's; then wait out a hold, or raise QuotaExhausted. Call ``done`` after."""
-        if self.bucket is not None:
-            await self.bucket.acquire()
-        for route, bucket in self.routes:
-            if route.matches(url):
-                await bucket.acquire()
+        route's, outside any hold (``paused_until``: the channel's own pause, after a 429),
+        or QuotaExhausted. Call ``done`` after the attempt.
+
+        A hold that began while this request waited for its slot is waited out and a new
+        slot taken: requests held together must not all go at the hold's end."""
         while True:
-            self._check_exhausted()
-            now = time.monotonic()
-            if self.remaining is not None and self.remaining <= 0:
-                self.remaining = None  # a new window starts at the reset
-                if self.window_end > now:
-                    self._hold(self.window_end - now)
+            delay = self._delay(paused_until())
+            if delay > 0:  # a hold may grow while it is waited: checked again after
+                await anyio.sleep(delay)
                 continue
-            delay = self.held_until - now
-            if delay <= 0:
+            if self.bucket is not None:
+                await self.bucket.acquire()
+            for route, bucket in self.routes:
+                if route.matches(url):
+                    await bucket.acquire()
+            if self._delay(paused_until()) <= 0:
                 break
-            await asyncio.sleep(delay)
-        # Nothing awaits from here to the send: the count and the request go together.
+        # Nothing awaits from the check to the send: the count and the request go together.
         if self.remaining is not None:
             self.remaining -= 1
         self.in_flight += 1
+
+    def _delay(self, paused_until: float) -> float:
+        """Seconds until an attempt may go; raises QuotaExhausted when it may not."""
+        self._check_exhausted()
+        now = time.monotonic()
+        if self.remaining is not None and self.remaining <= 0:
+            self.remaining = None  # a new window starts at the reset
+            if self.window_end > now:
+                self._hold(self.window_end - now)
+        return max(self.held_until, paused_until) - now
 
     def done(self, headers: Mapping[str, str] | None) -> None:
         """An attempt ended (``headers``: its answer's, None when there was none)."""

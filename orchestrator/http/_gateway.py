@@ -7,6 +7,9 @@ takes a slot from its connector's limiter and from the global limiter for each a
 Then a slot of its connector's rate budget (``_budget.py``): shared by the runs of the
 process, held back by what the API's rate-limit headers said; when the quota is used up
 for longer than the connector may wait, ``QuotaExhausted`` ends the request unsent.
+The rate slot is taken last, right before the send, so requests leave at the budget's
+spacing even when the server is slow (a slot taken while waiting for a concurrency slot
+would let them go in clumps).
 
 Each answer is judged by the response rules (the fetch's, then the connector's) before
 its status: a rule may retry it, fail it, accept it or ignore it (``_retry.decide_answer``).
@@ -278,7 +281,7 @@ class Gateway:
             budget = channel.budget
             if budget is None:
                 return await self._exchange(channel, request)
-            await budget.take(request.url)
+            await budget.take(request.url, lambda: channel.paused_until)
             answered: Response | None = None
             try:
                 answered = await self._exchange(channel, request)
