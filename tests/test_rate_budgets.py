@@ -16,7 +16,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from podium.connectors import ConnectorConfig, HttpConnector, parse_rate
+from podium.connectors import ConnectorConfig, HttpConnector, RouteRate, parse_rate
 from podium.orchestrator import run
 from podium.orchestrator.http import Budgets, quota_from_headers
 from podium.pipeline import Fetch, Pipeline, Store
@@ -310,6 +310,16 @@ def test_rates_and_headers_are_read_as_written() -> None:
     assert quota is not None and (quota.remaining, quota.reset) == (3, 9)
     assert quota_from_headers({"Content-Type": "application/json"}, now) is None
     assert quota_from_headers({"X-RateLimit-Remaining": "lots"}, now) is None
+
+
+def test_a_route_matches_by_host_and_path_globs() -> None:
+    route = RouteRate(host="*.example.com", path="/search/*", rate="1/s")
+    assert route.matches("https://api.example.com/search/x?q=1")
+    assert not route.matches("https://api.example.com/items/1")
+    assert not route.matches("https://example.org/search/x")
+    assert RouteRate(host="API.example.com", rate="1/s").matches("https://api.example.com/")
+    with pytest.raises(ValueError, match="needs a 'host' or a 'path'"):
+        RouteRate(rate="1/s")
 
 
 async def test_budgets_are_one_per_connector_and_settings() -> None:
