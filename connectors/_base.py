@@ -22,10 +22,19 @@ from podium.pipeline import Fetch, PipelineError, Record, ResponseError
 from ._auth import AuthConfig, AuthFlow, CredentialFlow, _AuthBase, one_line
 from ._messages import Request, Response
 from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage, _Paginator
+from ._rates import RateSettings, RouteRate, parse_rate
+from ._rules import ResponseRule, parse_rules
 
 
 class RetryPolicy(BaseModel):
-    """Retries for connection errors, timeouts, 5xx and 429; other 4xx are final."""
+    """Retries for connection errors, timeouts, 5xx and 429; other 4xx are final.
+
+    ``backoff_strategy``: ``exponential`` doubles ``backoff`` per attempt up to
+    ``max_backoff``; ``constant`` waits ``backoff`` each time; ``header`` waits the seconds
+    the answer's ``backoff_header`` says (delta seconds or an HTTP date), exponential when
+    it says nothing. Every wait is jittered by ± ``jitter``; a ``Retry-After`` on a retried
+    status is honoured whatever the strategy.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -36,6 +45,8 @@ class RetryPolicy(BaseModel):
     # A Retry-After longer than this fails the request instead of stalling the run.
     max_retry_after: float = Field(default=120.0, ge=0)
     statuses: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+    backoff_strategy: Literal["exponential", "constant", "header"] = "exponential"
+    backoff_header: str = "Retry-After"
 
 
 class RedirectPolicy(BaseModel):
@@ -76,6 +87,33 @@ class ConnectorConfig(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     redirects: RedirectPolicy = Field(default_factory=RedirectPolicy)
     tls: TlsConfig = Field(default_factory=TlsConfig)
+    # Rate budgets (see _rates.py): "10/s", "600/min", "5000/h"; burst 1 spaces requests.
+    rate: str | None = None
+    burst: int = Field(default=1, ge=1, le=100_000)
+    rates: tuple[RouteRate, ...] = ()
+    # The API's rate-limit headers: hold until their reset; past max_wait, stop the run.
+    rate_headers: bool = True
+    on_quota: Literal["wait", "stop"] = "wait"
+    max_wait: float = Field(default=60.0, ge=0)
+    # Response rules for every request of the connector (a fetch's own rules go first).
+    rules: tuple[ResponseRule, ...] = ()
+
+    @field_validator("rate")
+    @classmethod
+    def _valid_rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    def rate_settings(self) -> RateSettings:
+        return RateSettings(
+            rate=parse_rate(self.rate) if self.rate is not None else None,
+            burst=self.burst,
+            routes=self.rates,
+            headers=self.rate_headers,
+            on_quota=self.on_quota,
+            max_wait=self.max_wait,
+        )
 
     @field_validator("headers")
     @classmethod
@@ -108,6 +146,7 @@ class Connector:
         # Validated ``paginate`` tables by stage; each chain takes a fresh copy. The entry
         # holds the stage itself, so its id cannot be reused by another while cached.
         self._paginators: dict[int, tuple[Fetch, _Paginator | None]] = {}
+        self._rules: dict[int, tuple[Fetch, tuple[ResponseRule, ...]]] = {}
 
     # -- session ---------------------------------------------------------------------------
     def session_headers(self) -> dict[str, str]:
@@ -144,6 +183,16 @@ class Connector:
         """Validate a fetch stage's connector-specific settings at load time."""
         if fetch.paginate is not None:
             self.paginator(fetch)
+        if fetch.rules is not None:
+            self.response_rules(fetch)
+
+    def response_rules(self, fetch: Fetch) -> tuple[ResponseRule, ...]:
+        """The rules that judge ``fetch``'s answers: its own first, then the connector's."""
+        entry = self._rules.get(id(fetch))
+        if entry is None or entry[0] is not fetch:
+            own = parse_rules(fetch.rules) if fetch.rules is not None else ()
+            entry = self._rules[id(fetch)] = (fetch, own + self.config.rules)
+        return entry[1]
 
     def paginator(self, fetch: Fetch) -> _Paginator | None:
         """A fresh paginator for one chain of ``fetch``, or None for a single request."""

@@ -169,6 +169,9 @@ class Fetch(Stage):
     as_: str = Field(default="value", alias="as", pattern=IDENT_PATTERN)
     carry: dict[str, str] = Field(default_factory=dict)
     paginate: dict[str, Any] | None = None
+    # Response rules, checked before the connector's: validated by the connector (its
+    # ``check_fetch``), like ``paginate``.
+    rules: list[dict[str, Any]] | None = None
     incremental: Incremental | None = None
     compensate: Compensate | None = None
     on_failure: FailurePolicy | None = None
