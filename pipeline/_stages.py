@@ -244,9 +244,19 @@ class Fetch(Stage):
     def records_expr(self) -> Expr | None:
         return Expr(self.records) if self.records else None
 
+    @cached_property
+    def paginate_hole(self) -> str | None:
+        """The ``{name}`` in ``path`` that the paginator fills (``in = "path"``), not the
+        fan-out input; the paginator names it with ``param`` (``offset_param``)."""
+        paginate = self.paginate or {}
+        if paginate.get("in") != "path":
+            return None
+        name = paginate.get("param", paginate.get("offset_param"))
+        return name if isinstance(name, str) else None
+
     def template_fields(self) -> set[str]:
         return (
-            set(self.path_template.fields)
+            (set(self.path_template.fields) - {self.paginate_hole})
             | self.params_template.fields
             | self.headers_template.fields
             | self.body_template.fields
