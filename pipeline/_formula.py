@@ -120,9 +120,11 @@ def _parse(source: str, text: str) -> ast.Expression:
     except SyntaxError as exc:
         at = f" at character {exc.offset}" if exc.offset else ""
         raise PipelineError(f"invalid expression {source!r}: {exc.msg}{at}") from None
-    for node in ast.walk(tree):
+    nodes = list(ast.walk(tree))
+    for node in nodes:
         if not isinstance(node, _SYNTAX):
             raise PipelineError(f"expression {source!r}: {_refused(node)}")
+    for node in nodes:
         if isinstance(node, ast.Call):
             name = node.func.id if isinstance(node.func, ast.Name) else None
             if name not in FORMULA_FUNCTIONS or node.keywords:

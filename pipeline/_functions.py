@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from jmespath import functions
@@ -64,16 +65,28 @@ def to_date(value: Any) -> datetime | None:
 
 def duration(value: Any) -> timedelta:
     """``"2h"``, ``"1d12h"``, ``"-30m"``, or seconds."""
-    if isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:])
+    if isinstance(value, str):
+        return _span(value)
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         return -parse_duration(-value)
     return parse_duration(value)
 
 
+@lru_cache(maxsize=256)
+def _span(text: str) -> timedelta:
+    # A formula names the same few spans on every record: parse each once.
+    text = text.strip()
+    return -parse_duration(text[1:]) if text.startswith("-") else parse_duration(text)
+
+
 def date_add(value: Any, span: Any) -> datetime | None:
     when = to_date(value)
-    return None if when is None else when + duration(span)
+    if when is None:
+        return None
+    try:
+        return when + duration(span)
+    except (ValueError, OverflowError):  # not a span, or beyond the calendar: null
+        return None
 
 
 def epoch(value: Any) -> float | int | None:
@@ -190,8 +203,11 @@ class JMESPathFunctions(functions.Functions):  # type: ignore[misc]
         return _json_date(date_add(value, span))
 
     @signature({"types": ["string", "number"]})
-    def _func_duration(self, span: Any) -> float:
-        return duration(span).total_seconds()
+    def _func_duration(self, span: Any) -> float | None:
+        try:
+            return duration(span).total_seconds()
+        except ValueError:
+            return None
 
     @signature({"types": ["string", "number"]})
     def _func_epoch(self, value: Any) -> float | int | None:

@@ -339,8 +339,11 @@ class Transform(Stage):
     @field_validator("compute")
     @classmethod
     def _compute_expressions(cls, value: dict[str, str]) -> dict[str, str]:
-        for source in value.values():
-            Expr(source)
+        for field, source in value.items():
+            try:
+                Expr(source)
+            except PipelineError as exc:
+                raise ValueError(f"{field}: {exc.message}") from None
         return value
 
     @field_validator("filter", mode="after")
