@@ -174,10 +174,14 @@ class Fetch(Stage):
     on_failure: FailurePolicy | None = None
     # Send an Idempotency-Key header; unset: on for side effects, off for reads.
     idempotency_key: bool | None = None
+    # A POST that only reads (a search, a GraphQL query): not a side effect, so it is
+    # sent in dry runs, carries no Idempotency-Key (every page of a chain would carry
+    # the same one) and a failure does not compensate.
+    read_only: bool = False
 
     @property
     def side_effect(self) -> bool:
-        return self.method in SIDE_EFFECT_METHODS
+        return self.method in SIDE_EFFECT_METHODS and not self.read_only
 
     @property
     def failure_policy(self) -> FailurePolicy:
@@ -209,6 +213,8 @@ class Fetch(Stage):
     def _compile(self) -> Fetch:
         if self.for_each is not None and self.inputs:
             raise ValueError("use either 'for_each' or 'from', not both")
+        if self.read_only and self.method in ("PUT", "PATCH", "DELETE"):
+            raise ValueError(f"read_only = true is for a POST that reads, not {self.method}")
         if self.format == "none" and (self.records or self.paginate or self.incremental):
             raise ValueError(
                 "format = \"none\" reads no records: 'records', 'paginate' and "

@@ -33,6 +33,7 @@ class GraphQL:
 
     def __init__(self, fail_on_page: int | None = None) -> None:
         self.variables: list[dict[str, Any]] = []
+        self.keys: list[str | None] = []
         self.fail_on_page = fail_on_page
 
     def app(self) -> web.Application:
@@ -46,6 +47,7 @@ class GraphQL:
             return web.json_response({"errors": [{"message": "bad request shape"}]})
         variables = payload["variables"]
         self.variables.append(dict(variables))
+        self.keys.append(request.headers.get("Idempotency-Key"))
         if variables.get("owner") != "podium":
             return web.json_response({"errors": [{"message": "owner lost"}], "data": None})
         after = variables.get("after")
@@ -69,11 +71,12 @@ RECIPE = {
 
 
 async def run_issues(
-    base: str, sqlite_url: str, paginate: dict[str, Any]
+    base: str, sqlite_url: str, paginate: dict[str, Any], **fetch: Any
 ) -> tuple[Any, list[tuple[Any, ...]]]:
     stage = Fetch.model_validate({
         "name": "issues", "connector": "gh", "method": "POST", "path": "/graphql",
         "body": BODY, "records": "data.repository.issues.nodes", "paginate": paginate,
+        "read_only": True, **fetch,
     })  # fmt: skip
     pipeline = Pipeline(
         name="issues",
@@ -98,6 +101,20 @@ async def test_a_graphql_connection_yields_exactly_the_servers_records(
     # Four pages of 10, 10, 10, 7; each kept the other variables and moved the cursor.
     assert [v.get("after") for v in server.variables] == [None, "cur:10", "cur:20", "cur:30"]
     assert all(v["owner"] == "podium" and v["first"] == 10 for v in server.variables)
+    assert server.keys == [None] * 4  # a query that reads carries no Idempotency-Key
+
+
+async def test_a_graphql_post_not_marked_read_only_is_a_side_effect(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """Without read_only, every page carries the same Idempotency-Key (the item's), which
+    is why the recipe marks a query read_only."""
+    server = GraphQL()
+    result, rows = await run_issues(
+        await serve(server.app()), sqlite_url, BUILT_IN, read_only=False
+    )
+    assert result.status == "ok" and len(rows) == len(ISSUES)
+    assert len(set(server.keys)) == 1 and server.keys[0] is not None
 
 
 async def test_a_graphql_error_answer_ends_the_chain_with_a_named_bad_response(
