@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from podium.pipeline import Expr, Fetch, ResponseError, truthy
 
@@ -227,12 +227,13 @@ class _Placed(_Paginator):
             )
         if self.in_ == "body" and fetch.body is not None and not isinstance(fetch.body, dict):
             return 'in = "body" needs a JSON object body (a table), or none'
-        if self.parallel_with_stop():
-            return "stop_when reads pages one by one: it cannot go with parallel = true"
         return None
 
-    def parallel_with_stop(self) -> bool:
-        return bool(getattr(self, "parallel", False)) and self.stop_when is not None
+    @model_validator(mode="after")
+    def _stop_one_by_one(self) -> Self:
+        if getattr(self, "parallel", False) and self.stop_when is not None:
+            raise ValueError("stop_when reads pages one by one: it cannot go with parallel = true")
+        return self
 
     def start_chain(self, request: Request) -> None:
         if self.in_ == "path":
