@@ -9,7 +9,11 @@ once the first response states the total: ``rest`` lists those requests and the
 orchestrator sends them concurrently, within the connector's limits. Cursor and next-URL
 chains cannot be known ahead, so they stay sequential.
 
-Configured as ``paginate = { type = "...", ... }`` on a fetch stage.
+Configured as ``paginate = { type = "...", ... }`` on a fetch stage. Page numbers,
+offsets and cursors go where ``in`` says (query, header, JSON body, path; see
+``_placement``); totals come from the body or a header (``header:X-Total-Count``); every
+paginator takes ``stop_when``, an expression over the page (``_paginator``). GraphQL
+connections have their own paginator (``_graphql``).
 
 Paginators that follow links the API sends (``next_url``, ``link_header``) only follow
 them to the origin (scheme, host and port) of the response that carried them: the

@@ -239,8 +239,8 @@ class _Placed(_Paginator):
         if self.in_ == "path":
             self._url = request.url
 
-    def put(self, request: Request, value: Any, name: str | None = None) -> Request:
-        return place(request, self.in_, name or self.token_name(), value, self._url)
+    def put(self, request: Request, value: Any) -> Request:
+        return place(request, self.in_, self.token_name(), value, self._url)
 
     def put_size(self, request: Request, name: str, value: Any) -> Request:
         """A page size goes where the token goes; beside a path token, into the query."""

@@ -100,6 +100,8 @@ class Incremental(BaseModel):
         return self
 
 
+# The token names of the paginators that can fill a path hole, when paginate names none.
+_PATH_HOLE_DEFAULTS = {"page_number": "page", "cursor": "cursor", "offset": "offset"}
 SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FailurePolicy = Literal["continue", "fail", "compensate"]
 
@@ -253,11 +255,13 @@ class Fetch(Stage):
     @cached_property
     def paginate_hole(self) -> str | None:
         """The ``{name}`` in ``path`` that the paginator fills (``in = "path"``), not the
-        fan-out input; the paginator names it with ``param`` (``offset_param``)."""
+        fan-out input: its ``param`` (``offset_param``), or that key's default (the
+        connector's paginator model checks the hole is there)."""
         paginate = self.paginate or {}
         if paginate.get("in") != "path":
             return None
-        name = paginate.get("param", paginate.get("offset_param"))
+        default = _PATH_HOLE_DEFAULTS.get(str(paginate.get("type")))
+        name = paginate.get("param", paginate.get("offset_param", default))
         return name if isinstance(name, str) else None
 
     def template_fields(self) -> set[str]:
