@@ -92,7 +92,7 @@ class Formula:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._text = source.removeprefix(PREFIX).strip()
+        self._text = source.strip().removeprefix(PREFIX).strip()
         self._tree = _parse(source, self._text).body
         self._evaluator = _Evaluator()
 
