@@ -28,6 +28,8 @@ ORDERS = [
      "created": "2026-11-30T23:30:00+01:00"},
     {"id": 3, "first": "Grace", "last": None, "status": "open", "price": 1, "qty": 2,
      "created": "2026-12-01"},
+    {"id": 4, "first": "Edsger", "last": "Dijkstra", "status": "Open", "price": 5, "qty": 5,
+     "created": "2999-01-01T00:00:00Z"},  # dated in the future: a clock or data error
 ]  # fmt: skip
 
 
@@ -65,10 +67,16 @@ async def test_compute_and_checks_with_arithmetic_dates_and_functions(
         stages=[
             Fetch(name="get", connector="api", path="/orders", records="orders"),
             Transform(name="shape", compute=compute),
-            # Orders worth more than 9 and still open; the others are dropped by the check.
+            # Each check drops the orders it fails: 3 is worth 2, 2 is closed, 4 is dated
+            # in the future.
+            Check(name="big", expect="expr: total > 9", drop=True, severity="warn"),
+            Check(name="open", expect="lower(status) == 'open'", drop=True, severity="warn"),
             Check(
-                name="big_open",
-                expect=["expr: total > 9", "lower(status) == 'open'"],
+                name="dated",
+                expect=[
+                    "expr: date(created) < now() + duration('1d')",
+                    "concat(first, ' ', status) != 'Ada CLOSED'",
+                ],
                 drop=True,
                 severity="warn",
             ),
@@ -78,10 +86,10 @@ async def test_compute_and_checks_with_arithmetic_dates_and_functions(
     before = datetime.now(UTC)
     result = await run(pipeline, [api], database=sqlite_url)
     after = datetime.now(UTC)
-    # A failing warn check leaves the run partial; it passed one order and failed two.
+    # A failing warn check leaves the run partial.
     assert result.status == "partial", (result.run.error, [e.message for e in result.events])
-    [check] = result.checks
-    assert (check.passed, check.failed) == (1, 2)
+    counts = {c.name: (c.passed, c.failed) for c in result.checks}
+    assert counts == {"big": (3, 1), "open": (2, 1), "dated": (1, 1)}
     with sqlite3.connect(Path(sqlite_url.removeprefix("sqlite:///"))) as db:
         db.row_factory = sqlite3.Row
         rows = [dict(r) for r in db.execute("select * from orders order by id")]
