@@ -21,7 +21,8 @@ from podium.pipeline import Fetch, PipelineError, Record, ResponseError
 
 from ._auth import AuthConfig, AuthFlow, CredentialFlow, _AuthBase, one_line
 from ._messages import Request, Response
-from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage, _Paginator
+from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage
+from ._paginator import _Paginator
 from ._rates import RateSettings, RouteRate, parse_rate
 from ._rules import ResponseRule, parse_rules
 
@@ -182,7 +183,11 @@ class Connector:
     def check_fetch(self, fetch: Fetch) -> None:
         """Validate a fetch stage's connector-specific settings at load time."""
         if fetch.paginate is not None:
-            self.paginator(fetch)
+            paginator = self.paginator(fetch)
+            problem = paginator.check_fetch(fetch) if paginator is not None else None
+            if problem is not None:
+                types = ", ".join(PAGINATOR_TYPES)
+                raise PipelineError(f"paginate: {problem} (types: {types})")
         if fetch.rules is not None:
             self.response_rules(fetch)
 
@@ -213,7 +218,12 @@ class Connector:
 
     def build_request(self, fetch: Fetch, values: dict[str, Any]) -> Request:
         """The first request of a fetch for one fan-out item (``values`` fills templates)."""
-        url = self.url_for(fetch.path_template.render(values, quote=_quote_path))
+        hole = fetch.paginate_hole
+        if hole is None:
+            url = self.url_for(fetch.path_template.render(values, quote=_quote_path))
+        else:  # the paginator fills ``{hole}`` in every page's URL: keep it as it is
+            kept = {**values, hole: _Hole(hole)}
+            url = self.url_for(fetch.path_template.render(kept, quote=_quote_path))
         params = fetch.params_template.render(values) if fetch.params else {}
         headers = fetch.headers_template.render(values) if fetch.headers else {}
         body = fetch.body_template.render(values) if fetch.body is not None else None
@@ -265,7 +275,18 @@ def _paginate_problem(exc: ValidationError) -> str:
     return f"paginate{'.' + loc if loc else ''}: {message} (types: {types})"
 
 
+class _Hole(str):
+    """A path hole the paginator fills: rendered back as ``{name}``."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> _Hole:
+        return super().__new__(cls, "{" + name + "}")
+
+
 def _quote_path(value: Any) -> str:
+    if isinstance(value, _Hole):
+        return str(value)
     if isinstance(value, int):
         return str(value)
     return quote(str(value), safe="")
