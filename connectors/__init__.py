@@ -24,6 +24,7 @@ from ._formats import Decoder
 from ._http import HttpConnector
 from ._messages import BodyStream, Request, Response, origin
 from ._pagination import PAGINATOR_TYPES, Paginator, PaginatorConfig
+from ._rates import Rate, RateSettings, RouteRate, parse_rate
 from ._registry import (
     COMMON_FIELDS,
     ENTRY_POINT_GROUP,
@@ -34,8 +35,10 @@ from ._registry import (
     plugin_entry_points,
     settings_catalog,
 )
+from ._rules import ACTIONS, ResponseRule, first_match, parse_rules, response_view
 
 __all__ = [
+    "ACTIONS",
     "AUTH_TYPES",
     "COMMON_FIELDS",
     "ENTRY_POINT_GROUP",
@@ -59,15 +62,23 @@ __all__ = [
     "OAuth2ClientCredentials",
     "Paginator",
     "PaginatorConfig",
+    "Rate",
+    "RateSettings",
     "RedirectPolicy",
     "Request",
     "Response",
+    "ResponseRule",
     "RetryPolicy",
+    "RouteRate",
     "TlsConfig",
     "connector_class",
     "describe_kinds",
+    "first_match",
     "known_kinds",
     "origin",
+    "parse_rate",
+    "parse_rules",
     "plugin_entry_points",
+    "response_view",
     "settings_catalog",
 ]

@@ -33,11 +33,21 @@ from ._formats import (
     whole_json,
 )
 from ._messages import Request, Response
-from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage, _Paginator
+from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage
+from ._paginator import _Paginator
+from ._rates import RateSettings, RouteRate, parse_rate
+from ._rules import ResponseRule, parse_rules
 
 
 class RetryPolicy(BaseModel):
-    """Retries for connection errors, timeouts, 5xx and 429; other 4xx are final."""
+    """Retries for connection errors, timeouts, 5xx and 429; other 4xx are final.
+
+    ``backoff_strategy``: ``exponential`` doubles ``backoff`` per attempt up to
+    ``max_backoff``; ``constant`` waits ``backoff`` each time; ``header`` waits the seconds
+    the answer's ``backoff_header`` says (delta seconds or an HTTP date), exponential when
+    it says nothing. Every wait is jittered by ± ``jitter``; a ``Retry-After`` on a retried
+    status is honoured whatever the strategy.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -48,6 +58,8 @@ class RetryPolicy(BaseModel):
     # A Retry-After longer than this fails the request instead of stalling the run.
     max_retry_after: float = Field(default=120.0, ge=0)
     statuses: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+    backoff_strategy: Literal["exponential", "constant", "header"] = "exponential"
+    backoff_header: str = "Retry-After"
 
 
 class RedirectPolicy(BaseModel):
@@ -88,6 +100,34 @@ class ConnectorConfig(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     redirects: RedirectPolicy = Field(default_factory=RedirectPolicy)
     tls: TlsConfig = Field(default_factory=TlsConfig)
+    # Rate budgets (see _rates.py): "10/s", "600/min", "5000/h"; burst 1 spaces requests.
+    rate: str | None = None
+    burst: int = Field(default=1, ge=1, le=100_000)
+    rates: tuple[RouteRate, ...] = ()
+    # The API's rate-limit headers: hold until their reset; past max_wait, stop the run.
+    rate_headers: bool = True
+    on_quota: Literal["wait", "stop"] = "wait"
+    max_wait: float = Field(default=60.0, ge=0)
+    # Response rules for every request of the connector (a fetch's own rules go first).
+    rules: tuple[ResponseRule, ...] = ()
+
+    @field_validator("rate")
+    @classmethod
+    def _valid_rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    def rate_settings(self) -> RateSettings:
+        return RateSettings(
+            rate=parse_rate(self.rate) if self.rate is not None else None,
+            burst=self.burst,
+            routes=self.rates,
+            headers=self.rate_headers,
+            on_quota=self.on_quota,
+            max_wait=self.max_wait,
+        )
+
     # How bodies become records, unless a fetch says otherwise (see pipeline/_formats.py).
     format: BodyFormat = "json"
     csv: CsvOptions = Field(default_factory=CsvOptions)
@@ -124,6 +164,7 @@ class Connector:
         # Validated ``paginate`` tables by stage; each chain takes a fresh copy. The entry
         # holds the stage itself, so its id cannot be reused by another while cached.
         self._paginators: dict[int, tuple[Fetch, _Paginator | None]] = {}
+        self._rules: dict[int, tuple[Fetch, tuple[ResponseRule, ...]]] = {}
 
     # -- session ---------------------------------------------------------------------------
     def session_headers(self) -> dict[str, str]:
@@ -159,7 +200,13 @@ class Connector:
     def check_fetch(self, fetch: Fetch) -> None:
         """Validate a fetch stage's connector-specific settings at load time."""
         if fetch.paginate is not None:
-            self.paginator(fetch)
+            paginator = self.paginator(fetch)
+            problem = paginator.check_fetch(fetch) if paginator is not None else None
+            if problem is not None:
+                types = ", ".join(PAGINATOR_TYPES)
+                raise PipelineError(f"paginate: {problem} (types: {types})")
+        if fetch.rules is not None:
+            self.response_rules(fetch)
         body_format = self.body_format(fetch)
         if fetch.records is not None and body_format == "csv":
             raise PipelineError("records: a CSV body's rows are the records; leave it out")
@@ -174,6 +221,14 @@ class Connector:
         """Whether a single-request fetch reads its body as it arrives. Only the JSON
         body is read whole (one document); ``auto`` streams until it knows."""
         return self.body_format(fetch) in ("ndjson", "csv", "xml", "auto")
+
+    def response_rules(self, fetch: Fetch) -> tuple[ResponseRule, ...]:
+        """The rules that judge ``fetch``'s answers: its own first, then the connector's."""
+        entry = self._rules.get(id(fetch))
+        if entry is None or entry[0] is not fetch:
+            own = parse_rules(fetch.rules) if fetch.rules is not None else ()
+            entry = self._rules[id(fetch)] = (fetch, own + self.config.rules)
+        return entry[1]
 
     def paginator(self, fetch: Fetch) -> _Paginator | None:
         """A fresh paginator for one chain of ``fetch``, or None for a single request."""
@@ -194,7 +249,12 @@ class Connector:
 
     def build_request(self, fetch: Fetch, values: dict[str, Any]) -> Request:
         """The first request of a fetch for one fan-out item (``values`` fills templates)."""
-        url = self.url_for(fetch.path_template.render(values, quote=_quote_path))
+        hole = fetch.paginate_hole
+        if hole is None:
+            url = self.url_for(fetch.path_template.render(values, quote=_quote_path))
+        else:  # the paginator fills ``{hole}`` in every page's URL: keep it as it is
+            kept = {**values, hole: _Hole(hole)}
+            url = self.url_for(fetch.path_template.render(kept, quote=_quote_path))
         params = fetch.params_template.render(values) if fetch.params else {}
         headers = fetch.headers_template.render(values) if fetch.headers else {}
         body = fetch.body_template.render(values) if fetch.body is not None else None
@@ -310,7 +370,18 @@ def _paginate_problem(exc: ValidationError) -> str:
     return f"paginate{'.' + loc if loc else ''}: {message} (types: {types})"
 
 
+class _Hole(str):
+    """A path hole the paginator fills: rendered back as ``{name}``."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> _Hole:
+        return super().__new__(cls, "{" + name + "}")
+
+
 def _quote_path(value: Any) -> str:
+    if isinstance(value, _Hole):
+        return str(value)
     if isinstance(value, int):
         return str(value)
     return quote(str(value), safe="")

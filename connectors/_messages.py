@@ -101,11 +101,13 @@ class Response:
 
     ``links`` holds the ``Link`` header's targets by relation (``rel="next"`` → URL),
     parsed by the transport; ``certificate`` the TLS peer certificate's expiry, for
-    HTTPS; ``attempts`` how many attempts the gateway made for it.
+    HTTPS; ``attempts`` how many attempts the gateway made for it; ``action`` the response
+    rule that made it final despite its status (``success``, ``ignore``), else None.
     """
 
     __slots__ = (
         "_json",
+        "action",
         "attempts",
         "body",
         "certificate",
@@ -143,6 +145,7 @@ class Response:
         self.stream = stream
         self.attempts = 1
         self.redirects = 0
+        self.action: str | None = None
         self._json: Any = _UNREAD
 
     def json(self) -> Any:

@@ -9,7 +9,11 @@ once the first response states the total: ``rest`` lists those requests and the
 orchestrator sends them concurrently, within the connector's limits. Cursor and next-URL
 chains cannot be known ahead, so they stay sequential.
 
-Configured as ``paginate = { type = "...", ... }`` on a fetch stage.
+Configured as ``paginate = { type = "...", ... }`` on a fetch stage. Page numbers,
+offsets and cursors go where ``in`` says (query, header, JSON body, path; see
+``_placement``); totals come from the body or a header (``header:X-Total-Count``); every
+paginator takes ``stop_when``, an expression over the page (``_paginator``). GraphQL
+connections have their own paginator (``_graphql``).
 
 Paginators that follow links the API sends (``next_url``, ``link_header``) only follow
 them to the origin (scheme, host and port) of the response that carried them: the
@@ -34,132 +38,18 @@ Every chain either yields exactly the server's records or ends with a named erro
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import cached_property
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from podium.pipeline import Expr, ResponseError, truthy
+from podium.pipeline import Expr, ResponseError
 
+from ._graphql import GraphQLCursor
 from ._messages import Request, Response, origin
-
-
-def _expr(source: str | None) -> Expr | None:
-    return Expr(source) if source is not None else None
-
-
-def _count(expression: str, value: Any) -> int:
-    """A total read from a response by ``expression``, as a non-negative whole number."""
-    number: Any = value
-    if isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-        raise ResponseError(
-            f"paginate expression {expression!r} gave {value!r}, not a whole number of "
-            "pages or records"
-        )
-    return number
-
-
-class _Paginator(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
-
-    max_pages: int | None = Field(default=None, ge=1)
-    # A JMESPath that reads a "more pages follow" flag (e.g. has_more); false ends the chain.
-    has_more: str | None = None
-    stop_on_empty: bool = True
-
-    _pages: int = PrivateAttr(0)
-    # Records received so far in this chain, and whether max_pages ended it on purpose.
-    _received: int = PrivateAttr(0)
-    _capped: bool = PrivateAttr(False)
-
-    def fresh(self) -> Self:
-        """A copy with the chain state reset: one validated prototype serves every chain
-        of a stage (compiled expressions are shared, state is not)."""
-        copy = self.model_copy()
-        for name, private in self.__private_attributes__.items():
-            setattr(copy, name, private.get_default(call_default_factory=True))
-        return copy
-
-    def checkpoint(self) -> dict[str, Any]:
-        """The chain's state as JSON (its private attributes), for a resumed run to go on
-        from. A plugin's paginator needs nothing more if its state is JSON-able."""
-        out: dict[str, Any] = {}
-        for name in self.__private_attributes__:
-            value = getattr(self, name)
-            out[name] = sorted(value, key=str) if isinstance(value, set) else value
-        return out
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Take up a chain where ``checkpoint`` left it."""
-        for name, private in self.__private_attributes__.items():
-            if name in state:
-                default = private.get_default(call_default_factory=True)
-                value = state[name]
-                setattr(self, name, set(value) if isinstance(default, set) else value)
-
-    @cached_property
-    def _has_more(self) -> Expr | None:
-        return Expr(self.has_more) if self.has_more is not None else None
-
-    def first(self, request: Request) -> Request:
-        return request
-
-    def next(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        self._pages += 1
-        self._received += len(records)
-        if self.max_pages is not None and self._pages >= self.max_pages:
-            self._capped = True
-            return None
-        if self.stop_on_empty and not records:
-            return None
-        if self._has_more is not None and not truthy(self._has_more.search(response.json())):
-            return None
-        return self.advance(request, response, records)
-
-    def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        """The next page's request, or None; the stop rules above have already passed.
-
-        A plugin's own paginator subclasses ``Paginator`` and overrides this (and
-        ``first`` when the first request needs shaping)."""
-        raise NotImplementedError
-
-    def rest(self, following: Request) -> list[Request] | None:
-        """After the first page, with ``following`` the second page's request: the requests
-        for every page after it, when they can all be known now; None to go page by page.
-        The engine reports each of those pages' record counts with ``count``."""
-        return None
-
-    def count(self, records: int) -> None:
-        """Records received on a page fetched from ``rest`` (concurrently)."""
-        self._received += records
-
-    def shortfall(self) -> str | None:
-        """Once the chain is over: why it holds fewer records than the API stated, or None.
-        Paginators that know no total have nothing to compare with."""
-        return None
-
-    def _page_budget(self, total_pages: int) -> int:
-        if self.max_pages is not None and total_pages > self.max_pages:
-            self._capped = True
-            return self.max_pages
-        return total_pages
-
-    def _short_of(self, total: int | None, source: str | None) -> str | None:
-        if total is None or self._capped or self._received >= total:
-            return None
-        return (
-            f"the chain ended after {self._received} of the {total} records its total "
-            f"({source!r}) stated"
-        )
-
+from ._paginator import Total, _Paginator, _Placed, total_field
 
 Paginator = _Paginator
 """The public name of the paginator base class, for plugins."""
@@ -173,11 +63,17 @@ class SinglePage(_Paginator):
 
 
 class _FollowsLinks(_Paginator):
-    """A paginator whose next request is a URL the API sent."""
+    """A paginator whose next request is a URL the API sent.
+
+    The next request is the same request at the new URL: same method, same headers and,
+    unless ``keep_body = false``, the same body — a POST search that pages by next links
+    must send its criteria again, or the next page would answer another question. The
+    first request's query parameters are dropped: the link carries its own."""
 
     # Follow next links to another origin than the response's (they would carry the
     # session's credentials there); off unless the paginate table opts in.
     allow_other_hosts: bool = False
+    keep_body: bool = True
 
     _seen: set[str] = PrivateAttr(default_factory=set)
 
@@ -196,7 +92,8 @@ class _FollowsLinks(_Paginator):
                     f"next page link goes to {there}, another origin than the response's "
                     f"{here}; set allow_other_hosts = true in paginate to follow it"
                 )
-        # The next URL carries its own query string; the first request's params would clash.
+        if self.keep_body:
+            return replace(request, url=url, params={})
         return Request(request.method, url, {}, request.headers)
 
 
@@ -228,10 +125,10 @@ class LinkHeader(_FollowsLinks):
         return None if link is None else self.follow(request, response, link)
 
 
-class PageNumber(_Paginator):
+class PageNumber(_Placed):
     """``?page=N``; stops on an empty page, at the stated number of pages (``total_pages``,
     or ``total`` records divided by the page size the server really used), or at
-    ``max_pages``."""
+    ``max_pages``. Either total may be ``header:NAME``."""
 
     type: Literal["page_number"]
     param: str = "page"
@@ -250,6 +147,8 @@ class PageNumber(_Paginator):
     _size: int | None = PrivateAttr(None)
     _ended_empty: bool = PrivateAttr(False)
 
+    _totals = field_validator("total", "total_pages")(total_field)
+
     @model_validator(mode="after")
     def _check(self) -> PageNumber:
         if self.page_size_param is not None and self.page_size is None:
@@ -258,19 +157,23 @@ class PageNumber(_Paginator):
             raise ValueError("give 'total_pages' or 'total' (records), not both")
         return self
 
-    @cached_property
-    def _total_pages_expr(self) -> Expr | None:
-        return _expr(self.total_pages)
+    def token_name(self) -> str:
+        return self.param
 
     @cached_property
-    def _total_expr(self) -> Expr | None:
-        return _expr(self.total)
+    def _total_pages_source(self) -> Total | None:
+        return Total(self.total_pages) if self.total_pages is not None else None
+
+    @cached_property
+    def _total_source(self) -> Total | None:
+        return Total(self.total) if self.total is not None else None
 
     def first(self, request: Request) -> Request:
+        self.start_chain(request)
         self._page = self.start
         if self.page_size_param is not None:
-            request = request.with_params(**{self.page_size_param: self.page_size})
-        return request.with_params(**{self.param: self.start})
+            request = self.put_size(request, self.page_size_param, self.page_size)
+        return self.put(request, self.start)
 
     def next(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         if not records and self._pages_known() is not None:
@@ -283,14 +186,14 @@ class PageNumber(_Paginator):
             self._size = (
                 len(records) if self.page_size is None else min(len(records), self.page_size)
             )
-        if self._total_pages_expr is not None:
-            total = self._total_pages_expr.search(response.json())
+        if self._total_pages_source is not None:
+            total = self._total_pages_source.read(response)
             if total is not None:
-                self._total_pages = _count(self._total_pages_expr.source, total)
-        elif self._total_expr is not None:
-            total = self._total_expr.search(response.json())
+                self._total_pages = total
+        elif self._total_source is not None:
+            total = self._total_source.read(response)
             if total is not None:
-                self._total_records = _count(self._total_expr.source, total)
+                self._total_records = total
 
     def _pages_known(self) -> int | None:
         if self._total_pages is not None:
@@ -305,14 +208,14 @@ class PageNumber(_Paginator):
         pages = self._pages_known()
         if pages is not None and self._page - self.start >= pages:
             return None
-        return request.with_params(**{self.param: self._page})
+        return self.put(request, self._page)
 
     def rest(self, following: Request) -> list[Request] | None:
         pages = self._pages_known()
         if not self.parallel or pages is None or self._pages != 1:
             return None
         last = self.start + self._page_budget(pages)
-        return [following.with_params(**{self.param: p}) for p in range(self._page + 1, last)]
+        return [self.put(following, p) for p in range(self._page + 1, last)]
 
     def shortfall(self) -> str | None:
         if self._total_records is not None:
@@ -323,11 +226,12 @@ class PageNumber(_Paginator):
         return None
 
 
-class Offset(_Paginator):
+class Offset(_Placed):
     """``?offset=N&limit=M``. The offset advances by the records each page actually held —
     a server that caps its pages below ``limit`` is followed, not skipped over. The chain
-    ends on an empty page, at ``total`` when stated, or on a short page only with
-    ``stop_on_short = true`` (saves one request, for APIs that never cap a page)."""
+    ends on an empty page, at ``total`` when stated (a JMESPath or ``header:NAME``), or on
+    a short page only with ``stop_on_short = true`` (saves one request, for APIs that
+    never cap a page)."""
 
     type: Literal["offset"]
     offset_param: str = "offset"
@@ -340,18 +244,24 @@ class Offset(_Paginator):
     _offset: int = PrivateAttr(0)
     _total: int | None = PrivateAttr(None)
 
+    _totals = field_validator("total")(total_field)
+
+    def token_name(self) -> str:
+        return self.offset_param
+
     @cached_property
-    def _total_expr(self) -> Expr | None:
-        return _expr(self.total)
+    def _total_source(self) -> Total | None:
+        return Total(self.total) if self.total is not None else None
 
     def first(self, request: Request) -> Request:
-        return request.with_params(**{self.offset_param: 0, self.limit_param: self.limit})
+        self.start_chain(request)
+        return self.put(self.put_size(request, self.limit_param, self.limit), 0)
 
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
-        if self._total_expr is not None:
-            total = self._total_expr.search(response.json())
+        if self._total_source is not None:
+            total = self._total_source.read(response)
             if total is not None:
-                self._total = _count(self._total_expr.source, total)
+                self._total = total
         received = len(records)
         self._offset += received
         if received == 0:  # nothing to advance by: the end, whatever stop_on_empty says
@@ -360,7 +270,7 @@ class Offset(_Paginator):
             return None
         if self._total is None and self.stop_on_short and received < self.limit:
             return None
-        return request.with_params(**{self.offset_param: self._offset})
+        return self.put(request, self._offset)
 
     def rest(self, following: Request) -> list[Request] | None:
         if not self.parallel or self._total is None or self._pages != 1:
@@ -368,13 +278,13 @@ class Offset(_Paginator):
         step = self._offset  # what the first page really held: the server's page size
         pages = self._page_budget(math.ceil(self._total / step))
         offsets = range(self._offset + step, min(self._total, pages * step), step)
-        return [following.with_params(**{self.offset_param: o}) for o in offsets]
+        return [self.put(following, o) for o in offsets]
 
     def shortfall(self) -> str | None:
         return self._short_of(self._total, self.total)
 
 
-class Cursor(_Paginator):
+class Cursor(_Placed):
     """An opaque cursor read from the body at ``path`` and sent back as ``param``; a cursor
     the chain has already sent is an error (the API would serve the same pages forever)."""
 
@@ -393,6 +303,14 @@ class Cursor(_Paginator):
         _ = self._path
         return self
 
+    def token_name(self) -> str:
+        return self.param
+
+    def first(self, request: Request) -> Request:
+        self.start_chain(request)
+        # The first page has no cursor; only a path hole must be filled (left empty).
+        return self.put(request, "") if self.in_ == "path" else request
+
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         cursor = self._path.search(response.json())
         if cursor in (None, ""):
@@ -401,11 +319,19 @@ class Cursor(_Paginator):
         if key in self._sent:
             raise ResponseError(f"cursor {key!r} came back again: the API would loop")
         self._sent.add(key)
-        return request.with_params(**{self.param: cursor})
+        return self.put(request, cursor)
 
 
 PaginatorConfig = Annotated[
-    SinglePage | NextUrl | LinkHeader | PageNumber | Offset | Cursor,
+    SinglePage | NextUrl | LinkHeader | PageNumber | Offset | Cursor | GraphQLCursor,
     Field(discriminator="type"),
 ]
-PAGINATOR_TYPES = ("none", "next_url", "link_header", "page_number", "offset", "cursor")
+PAGINATOR_TYPES = (
+    "none",
+    "next_url",
+    "link_header",
+    "page_number",
+    "offset",
+    "cursor",
+    "graphql_cursor",
+)

@@ -1,12 +1,17 @@
-"""JMESPath expressions: compiled once, with load-time errors that name the expression.
+"""Expressions: compiled once, with load-time errors that name the expression.
 
-JMESPath is the only expression language podium evaluates: it selects and tests data and
-cannot run code, so a config file can never execute anything through it.
+An expression is JMESPath, with podium's functions added (``lower``, ``concat``,
+``now``, ``date_add``, … in ``_functions``), or, with the ``expr:`` prefix, a formula
+with arithmetic (``expr: value * 2``, ``expr: now() - duration('2h')``; see
+``_formula``). Neither can run code: JMESPath selects and tests data, and a formula is
+checked against a short list of syntax and evaluated by simpleeval, never ``eval``.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from functools import partial
 from typing import Any
 
 import jmespath
@@ -14,30 +19,39 @@ from jmespath.exceptions import IncompleteExpressionError, JMESPathError
 from jmespath.parser import ParsedResult
 
 from ._errors import PipelineError
+from ._formula import PREFIX, Formula
+from ._functions import JMESPathFunctions
 
 _SIMPLE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+# One function table for every search: jmespath builds its default one on each call
+# without options, so passing ours costs nothing extra.
+_OPTIONS = jmespath.Options(custom_functions=JMESPathFunctions())
 
 
 class Expr:
-    """A compiled JMESPath expression."""
+    """A compiled expression: JMESPath, or an ``expr:`` formula."""
 
     __slots__ = ("_parsed", "_path", "search", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
+        if source.lstrip().startswith(PREFIX):
+            self.search: Any = Formula(source).search
+            return
         try:
             self._parsed: ParsedResult = jmespath.compile(source)
         except JMESPathError as exc:
             raise PipelineError(
-                f"invalid JMESPath expression {source!r}: {_problem(exc)}"
+                f"invalid JMESPath expression {source!r}: {_problem(exc)}{_hint(source)}"
             ) from None
+        _check_calls(source, self._parsed.parsed)
         # Plain field paths (``items``, ``data.current.temp``) are most expressions in
         # practice; walking dicts directly gives JMESPath's answer at a tenth of the cost.
         if _SIMPLE_PATH.fullmatch(source):
             self._path = tuple(source.split("."))
             self.search = self._search_path
         else:
-            self.search = self._parsed.search
+            self.search = partial(self._parsed.search, options=_OPTIONS)
 
     def _search_path(self, data: Any) -> Any:
         for key in self._path:
@@ -48,6 +62,41 @@ class Expr:
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
+
+
+def _hint(source: str) -> str:
+    """Arithmetic written as JMESPath (``value * 2``): say how to write it."""
+    try:
+        Formula(PREFIX + source)
+    except PipelineError:
+        return ""
+    return f"; for arithmetic, write it as a formula: {PREFIX + ' ' + source!r}"
+
+
+def _check_calls(source: str, node: dict[str, Any]) -> None:
+    """jmespath finds an unknown function or a wrong argument count only when it runs;
+    podium finds them at load time, with the functions there are."""
+    if node.get("type") == "function_expression":
+        name = node["value"]
+        table = _OPTIONS.custom_functions.FUNCTION_TABLE
+        if name not in table:
+            close = difflib.get_close_matches(name, table, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PipelineError(
+                f"expression {source!r} calls unknown function {name!r}{hint}; there are "
+                f"{', '.join(sorted(table))}"
+            )
+        signature = table[name]["signature"]
+        given = len(node["children"])
+        variadic = bool(signature) and signature[-1].get("variadic")
+        if given < len(signature) or (given > len(signature) and not variadic):
+            wanted = f"at least {len(signature)}" if variadic else str(len(signature))
+            raise PipelineError(
+                f"expression {source!r}: {name}() takes {wanted} argument(s), got {given}"
+            )
+    for child in node.get("children", ()):
+        if isinstance(child, dict):
+            _check_calls(source, child)
 
 
 def _problem(exc: JMESPathError) -> str:

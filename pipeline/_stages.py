@@ -101,6 +101,8 @@ class Incremental(BaseModel):
         return self
 
 
+# The token names of the paginators that can fill a path hole, when paginate names none.
+_PATH_HOLE_DEFAULTS = {"page_number": "page", "cursor": "cursor", "offset": "offset"}
 SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FailurePolicy = Literal["continue", "fail", "compensate"]
 
@@ -173,15 +175,22 @@ class Fetch(Stage):
     as_: str = Field(default="value", alias="as", pattern=IDENT_PATTERN)
     carry: dict[str, str] = Field(default_factory=dict)
     paginate: dict[str, Any] | None = None
+    # Response rules, checked before the connector's: validated by the connector (its
+    # ``check_fetch``), like ``paginate``.
+    rules: list[dict[str, Any]] | None = None
     incremental: Incremental | None = None
     compensate: Compensate | None = None
     on_failure: FailurePolicy | None = None
     # Send an Idempotency-Key header; unset: on for side effects, off for reads.
     idempotency_key: bool | None = None
+    # A POST that only reads (a search, a GraphQL query): not a side effect, so it is
+    # sent in dry runs, carries no Idempotency-Key (every page of a chain would carry
+    # the same one) and a failure does not compensate.
+    read_only: bool = False
 
     @property
     def side_effect(self) -> bool:
-        return self.method in SIDE_EFFECT_METHODS
+        return self.method in SIDE_EFFECT_METHODS and not self.read_only
 
     @property
     def failure_policy(self) -> FailurePolicy:
@@ -213,6 +222,8 @@ class Fetch(Stage):
     def _compile(self) -> Fetch:
         if self.for_each is not None and self.inputs:
             raise ValueError("use either 'for_each' or 'from', not both")
+        if self.read_only and self.method in ("PUT", "PATCH", "DELETE"):
+            raise ValueError(f"read_only = true is for a POST that reads, not {self.method}")
         if self.format == "none" and (self.records or self.paginate or self.incremental):
             raise ValueError(
                 "format = \"none\" reads no records: 'records', 'paginate' and "
@@ -248,9 +259,21 @@ class Fetch(Stage):
     def records_expr(self) -> Expr | None:
         return Expr(self.records) if self.records else None
 
+    @cached_property
+    def paginate_hole(self) -> str | None:
+        """The ``{name}`` in ``path`` that the paginator fills (``in = "path"``), not the
+        fan-out input: its ``param`` (``offset_param``), or that key's default (the
+        connector's paginator model checks the hole is there)."""
+        paginate = self.paginate or {}
+        if paginate.get("in") != "path":
+            return None
+        default = _PATH_HOLE_DEFAULTS.get(str(paginate.get("type")))
+        name = paginate.get("param", paginate.get("offset_param", default))
+        return name if isinstance(name, str) else None
+
     def template_fields(self) -> set[str]:
         return (
-            set(self.path_template.fields)
+            (set(self.path_template.fields) - {self.paginate_hole})
             | self.params_template.fields
             | self.headers_template.fields
             | self.body_template.fields
@@ -333,8 +356,11 @@ class Transform(Stage):
     @field_validator("compute")
     @classmethod
     def _compute_expressions(cls, value: dict[str, str]) -> dict[str, str]:
-        for source in value.values():
-            Expr(source)
+        for field, source in value.items():
+            try:
+                Expr(source)
+            except PipelineError as exc:
+                raise ValueError(f"{field}: {exc.message}") from None
         return value
 
     @field_validator("filter", mode="after")

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -39,6 +40,26 @@ async def serve() -> AsyncIterator[Callable[[web.Application], object]]:
     yield start
     for server in servers:
         await server.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _typer_command_built_once() -> Iterator[None]:
+    """Typer's test runner builds the click command from the app on every ``invoke``
+    (60 ms for podium's 26 commands, most of it evaluating annotations); a process of the
+    real CLI builds it once, so the tests do too."""
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: dict[int, Any] = {}
+
+    def once(app: Any) -> Any:
+        if id(app) not in built:
+            built[id(app)] = (app, build(app))
+        return built[id(app)][1]
+
+    typer.testing._get_command = once  # type: ignore[assignment]
+    yield
+    typer.testing._get_command = build  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)

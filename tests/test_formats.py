@@ -381,3 +381,28 @@ def test_bad_format_config_is_one_line(
     assert result.exit_code == 2, (result.stderr, result.stdout)
     assert len(lines) == 1 and "Traceback" not in result.stderr, lines
     assert expected in lines[0], lines[0]
+
+
+async def test_a_response_rule_ignores_a_streamed_fetchs_answer(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """An ignored answer ends the item with no records, and the run is ok."""
+    base = await serve(formats_app())
+    api = HttpConnector("api", ConnectorConfig(kind="http", base_url=base, format="csv"))
+    pipe = Pipeline(
+        name="formats",
+        stages=[
+            Fetch(
+                name="items",
+                connector="api",
+                path="/gone.csv",
+                rules=[{"when": [404], "action": "ignore"}],
+            ),
+            Fetch(name="more", connector="api", path="/items.csv"),
+            Store(name="save", table="items", key=["id"], **{"from": ["items", "more"]}),
+        ],
+    )
+    result = await run(pipe, [api], database=sqlite_url)
+    assert result.status == "ok", result.run.error
+    assert result.stats.stages["items"].ignored == 1
+    assert stored(sqlite_url) == EXPECTED

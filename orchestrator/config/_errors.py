@@ -19,12 +19,13 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from podium.connectors import PAGINATOR_TYPES
 from podium.pipeline import STAGE_KINDS, ConfigError
 
 # Tagged unions whose tag pydantic inserts into locations: (key before it, tags).
 _TAGS = {
     "auth": frozenset({"bearer", "basic", "api_key", "oauth2_client_credentials", "cookie_login"}),
-    "paginate": frozenset({"none", "next_url", "link_header", "page_number", "offset", "cursor"}),
+    "paginate": frozenset(PAGINATOR_TYPES),
 }
 
 

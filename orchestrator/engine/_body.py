@@ -49,6 +49,12 @@ async def stream_item(
     response = await task._answer(replace(request, stream=True), key, values, 1)
     if response is None:
         return  # recorded as a failed request
+    if response.action == "ignore":  # a response rule said so: no records, item done
+        task.stats.ignored += 1
+        if response.stream is not None:
+            await response.stream.aclose()
+        await task._emit_marked([], task._marks(key, 1, done=True))
+        return
     tracker = task._trackers.get(key)
     try:
         async with aclosing(record_batches(task.connector, task.stage, response)) as batches:

@@ -69,6 +69,9 @@ class RunContext:
     acks: dict[tuple[str, str, int], _Ack] = field(default_factory=dict)
     # The pipeline's alert rules: the run's outcomes are applied to them when it ends.
     rules: tuple[AlertRule, ...] = ()
+    # Why the run stopped early, cleanly (a connector's API quota is used up): the fetch
+    # stages send nothing more, what was fetched is stored, the run ends partial.
+    stopped: str | None = None
 
     def await_ack(self, mark: Mark, ends: int) -> anyio.Event:
         """An event set once ``ends`` run ends have committed ``mark`` (create it before

@@ -85,9 +85,16 @@ def item_key(index: int | None, values: dict[str, Any]) -> str:
 def pipeline_hash(pipeline: Pipeline, params: dict[str, Any]) -> str:
     """What the pipeline does, as a digest: its stages and the run's parameters. Not its
     description, schedule, time budget or failure policy: those do not change what an
-    item produces, so changing them does not stop an interrupted run from continuing."""
-    definition = pipeline.model_dump(mode="json", include={"name", "stages"})
+    item produces, so changing them does not stop an interrupted run from continuing.
+
+    Settings left at their defaults are not part of it: a newer podium that adds an
+    optional setting can still continue a run an older one was interrupted in. Each
+    stage's class is, since a stage's kind may be one of the defaults left out."""
+    definition = pipeline.model_dump(mode="json", include={"name", "stages"}, exclude_defaults=True)
+    kinds = [type(stage).__name__ for stage in pipeline.stages]
     body = orjson.dumps(
-        {"pipeline": definition, "params": params}, option=orjson.OPT_SORT_KEYS, default=str
+        {"pipeline": definition, "kinds": kinds, "params": params},
+        option=orjson.OPT_SORT_KEYS,
+        default=str,
     )
     return hashlib.sha256(body).hexdigest()

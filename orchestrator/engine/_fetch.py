@@ -36,6 +36,7 @@ from podium.pipeline import (
     lookup,
 )
 
+from ..http import QuotaExhausted
 from ..storage import DeadLetterRow, Mark
 from . import _streams
 from ._body import stream_item
@@ -62,6 +63,7 @@ class FetchTask:
         self.connector = ctx.gateway.connector(stage.connector)
         self.stats = ctx.stats.stages[stage.name]
         self.response_checks = ctx.response_checks(stage.name)
+        self.rules = self.connector.response_rules(stage)
         self.cursors = ctx.cursors.get(stage.name)
         self._trackers: dict[str, Tracker] = {}  # item key → its partition's tracker
         concurrency = self.connector.config.concurrency
@@ -117,6 +119,8 @@ class FetchTask:
 
         async def work() -> None:
             for key, values, window in planned:
+                if self.ctx.stopped:
+                    return
                 await self.item(key, values, window)
                 self._trackers.pop(key, None)
                 self.stats.done += 1
@@ -138,6 +142,8 @@ class FetchTask:
         async def work(records: ObjectReceiveStream[dict[str, Any]]) -> None:
             async with records:
                 async for record in _streams.drain(records):
+                    if self.ctx.stopped:
+                        continue  # drained, so the feed ends; nothing more is sent
                     for key, values, window in self._windowed(
                         iter([(item_key(None, record), record)])
                     ):
@@ -229,6 +235,9 @@ class FetchTask:
                 return  # the failure is recorded; the item stays to be done
             pages += 1
             response, records = page
+            if response.action == "ignore":  # a rule said so: the chain ends here, done
+                await self._emit(page, carried, self._marks(key, pages, done=True))
+                return
             try:
                 following = paginator.next(pending, response, records)
             except ResponseError as exc:  # the page's body cannot say what comes next
@@ -312,6 +321,9 @@ class FetchTask:
         if response is None:
             return None
         records: list[Record] = []
+        if response.action == "ignore":
+            self.stats.ignored += 1
+            return response, records
         try:
             if not self.reads_nothing:
                 records = self.connector.records(self.stage, response)
@@ -337,11 +349,19 @@ class FetchTask:
             stats.not_sent += 1  # the connector cannot authenticate: nothing goes out
             self._letter(key, values, page, self.credential_failure.reason, None, request)
             return None
+        if self.ctx.stopped:
+            stats.stopped += 1
+            return None
         stats.requests += 1
         started = time.perf_counter()
         checks = self.response_checks
         try:
-            response = await self.ctx.gateway.send(self.stage.connector, request)
+            response = await self.ctx.gateway.send(self.stage.connector, request, self.rules)
+        except QuotaExhausted as exc:
+            stats.requests -= 1  # it was not sent
+            stats.stopped += 1
+            self._stop(exc)
+            return None
         except RequestError as exc:
             if checks:
                 self._observe(failure_data(exc, request, time.perf_counter() - started))
@@ -438,6 +458,14 @@ class FetchTask:
                 attempts=exc.attempts if exc is not None else 0,
             )
         )
+
+    def _stop(self, exc: QuotaExhausted) -> None:
+        """The API's quota is used up: the run sends nothing more and ends partial; its
+        incremental cursors stay where they were, so the next run fetches what this one
+        could not."""
+        if self.ctx.stopped is None:
+            self.ctx.stopped = exc.message
+            self.ctx.event("quota_exhausted", exc.message, stage=self.stage.name)
 
     def _stop_if_asked(self, message: str) -> None:
         """``on_failure = fail | compensate``: the first final failure ends the run."""

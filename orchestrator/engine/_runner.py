@@ -26,7 +26,7 @@ from podium.pipeline import Check, Pipeline, PodiumError, ResumeRefused
 
 from .._redact import Redactor
 from ..alerts import AlertRule, Outcome
-from ..http import Gateway, Transports
+from ..http import Budgets, Gateway, Transports
 from ..storage import (
     COUNTS,
     LEASE,
@@ -121,6 +121,7 @@ async def run_pipeline(
     lease: timedelta = LEASE,
     alerts: Sequence[AlertRule] = (),
     on_started: Callable[[RunRow], None] | None = None,
+    budgets: Budgets | None = None,
 ) -> RunResult:
     """Run ``pipeline`` once and record it; raises only for errors before the run starts.
 
@@ -140,6 +141,8 @@ async def run_pipeline(
     each is applied to its incident state in the run's final transaction, and the
     notifications that queues are in ``RunResult.notifications`` for a dispatcher.
     ``on_started`` is called with the run's row once it is recorded as running.
+    ``budgets``: where the connectors' rate budgets are kept (default: the process's, so
+    runs at the same time on one connector share its budget).
     """
     missing = sorted(pipeline.connectors() - connectors.keys())
     if missing:
@@ -188,6 +191,7 @@ async def run_pipeline(
         stats=stats.connectors,
         redactor=redactor,
         transports=transport,
+        budgets=budgets,
     )
     ctx = RunContext(run, pipeline, stats, gateway, database, merged_params, dry_run)
     ctx.cursors = cursors

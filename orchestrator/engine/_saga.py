@@ -23,6 +23,7 @@ from podium.connectors import Request, Response
 from podium.pipeline import Fetch, PipelineError, RequestError, Transform
 from podium.pipeline._refs import ref_name
 
+from ..http import QuotaExhausted
 from ..storage import DeadLetterRow
 from ._context import RunContext
 
@@ -95,6 +96,8 @@ async def compensate(ctx: RunContext) -> tuple[int, int]:
                 attempts = response.attempts
             except RequestError as exc:
                 error, attempts = exc.message, exc.attempts
+            except QuotaExhausted as exc:  # left to be undone: it stays failed, lettered
+                error = exc.message
         if error is None:
             undone += 1
             await ctx.journal.settle_step(ctx.run.id, step.seq, "compensated", attempts, None)

@@ -17,6 +17,8 @@ class StageStats:
     requests: int = 0  # logical requests sent (pages), retries not counted
     failed: int = 0  # of those, failed for good (or a page chain short of its total)
     not_sent: int = 0  # planned but never sent: a template that did not render, no credential
+    ignored: int = 0  # answered, and a response rule said to ignore it (no records)
+    stopped: int = 0  # not sent: the run stopped first (the API's quota was used up)
     planned: int | None = None  # fan-out items, when known up front
     done: int = 0  # fan-out items finished (fetch) or batches written (store)
     finished: bool = False
@@ -31,6 +33,10 @@ class StageStats:
             data |= {"requests": self.requests, "failed": self.failed}
             if self.not_sent:
                 data["not_sent"] = self.not_sent
+            if self.ignored:
+                data["ignored"] = self.ignored
+            if self.stopped:
+                data["stopped"] = self.stopped
         if self.rejected:
             data["rejected"] = self.rejected
         return data

@@ -9,7 +9,9 @@ from ._context import RunContext
 def status_of(ctx: RunContext, checks: list[CheckTally]) -> str:
     """ok, partial or failed. Work that was planned and not done — requests that failed,
     that were never sent, page chains short of their total — is lost work: beyond the
-    policy's ratio the run failed, below it the run is partial, never ok."""
+    policy's ratio the run failed, below it the run is partial, never ok. A run that
+    stopped early (its API's quota was used up) is partial: what it did not send is left
+    for the next run, not lost."""
     stats = ctx.stats
     planned = stats.logical_requests()
     lost = stats.failed_requests + stats.skipped_requests
@@ -17,7 +19,7 @@ def status_of(ctx: RunContext, checks: list[CheckTally]) -> str:
         return "failed"
     if any(t.failed and t.check.severity == "error" for t in checks):
         return "failed"
-    if lost or stats.rejected or any(t.failed for t in checks):
+    if lost or stats.rejected or ctx.stopped or any(t.failed for t in checks):
         return "partial"
     return "ok"
 

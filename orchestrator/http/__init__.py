@@ -3,14 +3,28 @@
 
 from typing import TYPE_CHECKING, Any
 
+from ._budget import BUDGETS, Budget, Budgets, Quota, QuotaExhausted, quota_from_headers
 from ._gateway import ConnectorChannel, Gateway, Transports, error_kind
-from ._retry import GiveUp, Retry, backoff, decide_failure, decide_status, retry_after_seconds
+from ._retry import (
+    Accept,
+    GiveUp,
+    Retry,
+    backoff,
+    decide_answer,
+    decide_failure,
+    decide_status,
+    retry_after_seconds,
+)
 from ._stats import LATENCY_BUCKETS, ConnectorStats
 from ._transport import AiohttpTransport, MockReply, MockTransport, Transport, reply
 
 __all__ = [
+    "BUDGETS",
     "LATENCY_BUCKETS",
+    "Accept",
     "AiohttpTransport",
+    "Budget",
+    "Budgets",
     "ConnectorChannel",
     "ConnectorStats",
     "Gateway",
@@ -18,16 +32,20 @@ __all__ = [
     "MockReply",
     "MockTransport",
     "PlaybackTransport",
+    "Quota",
+    "QuotaExhausted",
     "RecordingTransport",
     "Retry",
     "Transport",
     "Transports",
     "backoff",
     "cassette_path",
+    "decide_answer",
     "decide_failure",
     "decide_status",
     "error_kind",
     "play_from",
+    "quota_from_headers",
     "record_to",
     "reply",
     "retry_after_seconds",

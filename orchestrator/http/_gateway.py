@@ -4,6 +4,15 @@ Each connector has a channel per run: its transport (one aiohttp session, so its
 cookie jar and pool), a limiter, its pause state and its run-time credential. A request
 takes a slot from its connector's limiter and from the global limiter for each attempt
 (never while it sleeps between attempts), so the number in flight never exceeds either.
+Then a slot of its connector's rate budget (``_budget.py``): shared by the runs of the
+process, held back by what the API's rate-limit headers said; when the quota is used up
+for longer than the connector may wait, ``QuotaExhausted`` ends the request unsent.
+The rate slot is taken last, right before the send, so requests leave at the budget's
+spacing even when the server is slow (a slot taken while waiting for a concurrency slot
+would let them go in clumps).
+
+Each answer is judged by the response rules (the fetch's, then the connector's) before
+its status: a rule may retry it, fail it, accept it or ignore it (``_retry.decide_answer``).
 
 Credentials are added here, per request, not by the session: the connector's headers
 (auth among them) go to the origin that asked for them. A redirect is followed here too:
@@ -31,7 +40,15 @@ import anyio
 import anyio.lowlevel
 from loguru import logger
 
-from podium.connectors import Connector, Credential, NeedCredential, Request, Response
+from podium.connectors import (
+    Connector,
+    Credential,
+    NeedCredential,
+    Request,
+    Response,
+    ResponseRule,
+    first_match,
+)
 from podium.connectors import origin as url_origin
 from podium.pipeline import (
     CredentialError,
@@ -44,7 +61,8 @@ from podium.pipeline import (
 )
 
 from .._redact import Redactor
-from ._retry import GiveUp, Retry, decide_failure, decide_status
+from ._budget import BUDGETS, Budget, Budgets
+from ._retry import Accept, GiveUp, Retry, decide_answer, decide_failure
 from ._stats import LATENCY_BUCKETS, ConnectorStats
 from ._transport import AiohttpTransport, Transport
 
@@ -60,11 +78,19 @@ Transports = Transport | Mapping[str, Transport]
 class ConnectorChannel:
     """One connector's transport, limiter, pause state and credential within a run."""
 
-    def __init__(self, connector: Connector, transport: Transport, stats: ConnectorStats) -> None:
+    def __init__(
+        self,
+        connector: Connector,
+        transport: Transport,
+        stats: ConnectorStats,
+        budget: Budget | None = None,
+    ) -> None:
         self.connector = connector
         self.transport = transport
         self.stats = stats
+        self.budget = budget
         cfg = connector.config
+        self.rules = cfg.rules
         self.limiter = anyio.CapacityLimiter(cfg.concurrency)
         self.policy = cfg.retry
         self.redirects = cfg.redirects
@@ -103,8 +129,10 @@ class Gateway:
         stats: dict[str, ConnectorStats],
         redactor: Redactor,
         transports: Transports | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self._connectors = connectors
+        self._budgets = budgets or BUDGETS
         self._global = anyio.CapacityLimiter(concurrency)
         self._stats = stats
         self.redact = redactor
@@ -127,7 +155,13 @@ class Gateway:
                 transport = await stack.enter_async_context(self._transport_for(name, connector))
                 transport.redact_with(self.redact)
                 stats = self._stats.setdefault(name, ConnectorStats())
-                self._channels[name] = ConnectorChannel(connector, transport, stats)
+                settings = connector.config.rate_settings()
+                budget = (
+                    self._budgets.get(name, settings)
+                    if settings.limits or settings.headers
+                    else None
+                )
+                self._channels[name] = ConnectorChannel(connector, transport, stats, budget)
             self._stack = stack.pop_all()
         return self
 
@@ -142,23 +176,34 @@ class Gateway:
         return self._channels[name].connector
 
     # -- sending ----------------------------------------------------------------------------
-    async def send(self, connector_name: str, request: Request) -> Response:
-        """Send through the connector's auth flow; the final response, status below 400.
+    async def send(
+        self,
+        connector_name: str,
+        request: Request,
+        rules: tuple[ResponseRule, ...] | None = None,
+    ) -> Response:
+        """Send through the connector's auth flow; the final response: status below 400,
+        or one a response rule accepted (``response.action``: success or ignore).
 
-        Raises ``HTTPStatusError`` (with the response) for an error status, a
-        ``TransportError`` when no answer came, ``CredentialError`` when the connector's
-        credential could not be obtained (the request was not sent).
+        ``rules`` judge the answers (default: the connector's). Raises
+        ``HTTPStatusError`` (with the response) for an error status or a rule's failure,
+        a ``TransportError`` when no answer came, ``CredentialError`` when the connector's
+        credential could not be obtained (the request was not sent), ``QuotaExhausted``
+        when the API's quota is used up for longer than the connector waits (not sent).
         """
         channel = self._channels[connector_name]
+        judged = channel.rules if rules is None else rules
         if channel.direct:
-            response = await self._send_with_retries(channel, request)
+            response = await self._send_with_retries(channel, request, judged)
         else:
-            response = await self._send_through_flow(channel, request)
-        if response.status >= 400:
+            response = await self._send_through_flow(channel, request, judged)
+        if response.status >= 400 and response.action is None:
             raise self._status_error(response)
         return response
 
-    async def _send_through_flow(self, channel: ConnectorChannel, request: Request) -> Response:
+    async def _send_through_flow(
+        self, channel: ConnectorChannel, request: Request, rules: tuple[ResponseRule, ...]
+    ) -> Response:
         flow = channel.connector.auth_flow(request)
         response: Response | None = None
         try:
@@ -167,7 +212,7 @@ class Gateway:
                 if isinstance(step, NeedCredential):
                     step = flow.send(await self._credential(channel, step))
                 else:
-                    response = await self._send_with_retries(channel, step)
+                    response = await self._send_with_retries(channel, step, rules)
                     step = flow.send(response)
         except StopIteration:
             pass
@@ -179,13 +224,19 @@ class Gateway:
             )
         return response
 
-    async def _send_with_retries(self, channel: ConnectorChannel, request: Request) -> Response:
-        """The final answer to ``request`` after the policy's retries (any status)."""
+    async def _send_with_retries(
+        self,
+        channel: ConnectorChannel,
+        request: Request,
+        rules: tuple[ResponseRule, ...] = (),
+    ) -> Response:
+        """The final answer to ``request`` after the rules' and the policy's retries (any
+        status; a rule's acceptance in ``response.action``)."""
         policy, stats = channel.policy, channel.stats
         attempt = 0
         while True:
             attempt += 1
-            decision: Retry | GiveUp | None
+            decision: Retry | GiveUp | Accept | None
             try:
                 response = await self._attempt(channel, request)
             except TransportError as exc:
@@ -199,15 +250,20 @@ class Gateway:
             else:
                 if response.status >= 400:
                     stats.errors["status_5xx" if response.status >= 500 else "status_4xx"] += 1
-                if response.status not in policy.statuses:  # the common case, decided here
-                    response.attempts = attempt
+                # A 401 in an auth flow is the flow's to answer (a token to refresh).
+                judged = rules and (channel.direct or response.status != 401)
+                rule = first_match(rules, response) if judged else None
+                if rule is None and response.status not in policy.statuses:
+                    response.attempts = attempt  # the common case, decided here
                     return response
-                decision = decide_status(
-                    policy, attempt, response.status, response.headers.get("Retry-After")
-                )
-                if decision is None:
+                decision = decide_answer(policy, attempt, response.status, response.headers, rule)
+                if decision is None or isinstance(decision, Accept):
                     response.attempts = attempt
+                    if decision is not None:
+                        response.action = "ignore" if decision.ignored else "success"
                     return response
+                if response.stream is not None:  # not kept: its connection goes back now
+                    await response.stream.aclose()
                 if isinstance(decision, GiveUp):
                     response.attempts = attempt
                     raise self._status_error(response, decision.reason)
@@ -220,10 +276,20 @@ class Gateway:
             await anyio.sleep(decision.delay)
 
     async def _attempt(self, channel: ConnectorChannel, request: Request) -> Response:
-        """One attempt: a slot on both limiters, then the exchange and its redirects."""
+        """One attempt: a slot on both limiters and the rate budget, then the exchange and
+        its redirects."""
         await self._take_slots(channel)
         try:
-            return await self._exchange(channel, request)
+            budget = channel.budget
+            if budget is None:
+                return await self._exchange(channel, request)
+            await budget.take(request.url, lambda: channel.paused_until)
+            answered: Response | None = None
+            try:
+                answered = await self._exchange(channel, request)
+                return answered
+            finally:
+                budget.done(answered.headers if answered is not None else None)
         finally:
             self._global.release()
             channel.limiter.release()

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from podium.orchestrator import Config, Database, RunResult
 
-DELIVER_WITHIN = 20.0
+# Long enough to ride out a notifier's blip (two or three retries), short enough that a
+# failed run's command does not hang on a destination that is down: a daemon keeps trying.
+DELIVER_WITHIN = 5.0
 
 
 async def deliver_own(config: Config, database: Database, result: RunResult) -> list[str]:
