@@ -20,8 +20,9 @@ from ._auth import (
     OAuth2ClientCredentials,
 )
 from ._base import Connector, ConnectorConfig, RedirectPolicy, RetryPolicy, TlsConfig
+from ._formats import Decoder
 from ._http import HttpConnector
-from ._messages import Request, Response, origin
+from ._messages import BodyStream, Request, Response, origin
 from ._pagination import PAGINATOR_TYPES, Paginator, PaginatorConfig
 from ._rates import Rate, RateSettings, RouteRate, parse_rate
 from ._registry import (
@@ -48,11 +49,13 @@ __all__ = [
     "AuthFlow",
     "BasicAuth",
     "BearerAuth",
+    "BodyStream",
     "Connector",
     "ConnectorConfig",
     "CookieLogin",
     "Credential",
     "CredentialFlow",
+    "Decoder",
     "HttpConnector",
     "KindInfo",
     "NeedCredential",

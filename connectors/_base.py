@@ -12,14 +12,26 @@ methods; a connector never opens a socket. Subclass ``Connector`` with a ``kind`
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from podium.pipeline import Fetch, PipelineError, Record, ResponseError
+from podium.pipeline import BodyFormat, CsvOptions, Fetch, PipelineError, Record, ResponseError
 
 from ._auth import AuthConfig, AuthFlow, CredentialFlow, _AuthBase, one_line
+from ._formats import (
+    CsvDecoder,
+    Decoder,
+    NdjsonDecoder,
+    XmlDecoder,
+    choose,
+    gunzip,
+    is_gzip,
+    whole_json,
+)
 from ._messages import Request, Response
 from ._pagination import PAGINATOR_TYPES, PaginatorConfig, SinglePage
 from ._paginator import _Paginator
@@ -116,6 +128,10 @@ class ConnectorConfig(BaseModel):
             max_wait=self.max_wait,
         )
 
+    # How bodies become records, unless a fetch says otherwise (see pipeline/_formats.py).
+    format: BodyFormat = "json"
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+
     @field_validator("headers")
     @classmethod
     def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
@@ -133,6 +149,7 @@ class ConnectorConfig(BaseModel):
 
 
 _paginator_adapter: TypeAdapter[Any] = TypeAdapter(PaginatorConfig)
+_XML_NAME = re.compile(r"[A-Za-z_][\w\-]*")
 
 
 class Connector:
@@ -190,6 +207,20 @@ class Connector:
                 raise PipelineError(f"paginate: {problem} (types: {types})")
         if fetch.rules is not None:
             self.response_rules(fetch)
+        body_format = self.body_format(fetch)
+        if fetch.records is not None and body_format == "csv":
+            raise PipelineError("records: a CSV body's rows are the records; leave it out")
+        if fetch.records is not None and body_format == "xml":
+            _xml_path(fetch.records)
+
+    def body_format(self, fetch: Fetch) -> str:
+        """The fetch's format, else the connector's: json, ndjson, csv, xml, auto or none."""
+        return fetch.format or self.config.format
+
+    def streams(self, fetch: Fetch) -> bool:
+        """Whether a single-request fetch reads its body as it arrives. Only the JSON
+        body is read whole (one document); ``auto`` streams until it knows."""
+        return self.body_format(fetch) in ("ndjson", "csv", "xml", "auto")
 
     def response_rules(self, fetch: Fetch) -> tuple[ResponseRule, ...]:
         """The rules that judge ``fetch``'s answers: its own first, then the connector's."""
@@ -239,9 +270,17 @@ class Connector:
 
     # -- responses -------------------------------------------------------------------------
     def records(self, fetch: Fetch, response: Response) -> list[Record]:
-        """The response's records: an object is one record; in a list, every object is a
-        record and every other item (a number, a string, a list, null) becomes
-        ``{"value": item}``, wherever it stands in the list."""
+        """The records of a body that arrived whole. JSON: an object is one record; in a
+        list, every object is a record and every other item (a number, a string, a list,
+        null) becomes ``{"value": item}``, wherever it stands in the list. Other formats
+        go through their decoder (``decoder``) in one piece."""
+        if (fetch.format or self.config.format) != "json" or is_gzip(
+            response.headers, response.url
+        ):
+            decoder = self.decoder(fetch, response)
+            if decoder is not None:
+                return decoder.feed(response.body) + decoder.close()
+        # The JSON document, inline: this runs for every page of every JSON fetch.
         data = response.json()
         expr = fetch.records_expr
         if expr is not None:
@@ -254,6 +293,62 @@ class Connector:
             # Every item is checked: a list that starts with objects may still hold others.
             return [r if isinstance(r, dict) else {"value": r} for r in data]
         raise ResponseError(f"expected records (an object or a list), got {type(data).__name__}")
+
+    def decoder(self, fetch: Fetch, response: Response) -> Decoder | None:
+        """A fresh decoder for the response's body, or None for a plain JSON document
+        (read whole by ``Response.json``, the fast path). A ``.gz`` payload is
+        decompressed on the way in."""
+        body_format = self.body_format(fetch)
+        if body_format == "auto":
+            body_format = choose(response.headers, response.url)
+        gzipped = is_gzip(response.headers, response.url)
+        if body_format == "json" and not gzipped:
+            return None
+        decoder: Decoder
+        if body_format == "ndjson":
+            decoder = NdjsonDecoder(fetch.records_expr)
+        elif body_format == "csv":
+            decoder = CsvDecoder(fetch.csv or self.config.csv)
+        elif body_format == "xml":
+            decoder = XmlDecoder(_xml_path(fetch.records) if fetch.records else None)
+        else:
+            decoder = _JsonDocument(fetch.records_expr)
+        return gunzip(decoder, body_format) if gzipped else decoder
+
+
+class _JsonDocument:
+    """A whole JSON document gathered from chunks (a ``.json.gz`` download, or ``auto``
+    finding JSON): JSON has no record boundaries to stream by."""
+
+    def __init__(self, records: Any) -> None:
+        self._records = records
+        self._parts: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[Record]:
+        self._parts.append(chunk)
+        return []
+
+    def close(self) -> list[Record]:
+        body, self._parts = b"".join(self._parts), []
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            excerpt = body[:60].decode("utf-8", "replace")
+            raise ResponseError(
+                f"response is not JSON ({exc.msg}); it starts with {excerpt!r}"
+            ) from None
+        return whole_json(self._records, data)
+
+
+def _xml_path(records: str) -> tuple[str, ...]:
+    """An XML records path: element names from the root, dotted (``rss.channel.item``)."""
+    names = tuple(records.split("."))
+    if not all(_XML_NAME.fullmatch(n) for n in names):
+        raise PipelineError(
+            f"records {records!r}: an XML records path is element names from the root, "
+            "dotted (e.g. 'rss.channel.item')"
+        )
+    return names
 
 
 def _paginate_problem(exc: ValidationError) -> str:

@@ -6,9 +6,9 @@ objects; the orchestrator turns one into the other through its transport.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -47,6 +47,10 @@ class Request:
     # A form-encoded body (OAuth2 token requests, login forms); ``json`` and ``form`` exclude
     # each other.
     form: Mapping[str, str] | None = None
+    # Ask for a streamed body: a 2xx answer arrives with ``Response.stream`` to read in
+    # chunks instead of ``body`` (other answers, and transports that cannot stream, are
+    # read whole as always). Set by the engine for formats it reads as they arrive.
+    stream: bool = False
 
     def with_params(self, **params: Any) -> Request:
         return replace(self, params={**self.params, **params})
@@ -80,8 +84,20 @@ class Request:
 _UNREAD = object()
 
 
+class BodyStream(Protocol):
+    """A body still on the wire: ``chunks`` yields it as it arrives (once), ``aclose``
+    gives the connection back. Whoever reads the response owns closing it."""
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Response:
-    """A finished response with its whole body; ``json()`` decodes once, on first use.
+    """A response with its whole body; ``json()`` decodes once, on first use.
+
+    Or, when the request asked for it and the transport can, a 2xx response whose body
+    is still arriving: ``body`` is empty and ``stream`` yields it (see ``BodyStream``).
 
     ``links`` holds the ``Link`` header's targets by relation (``rel="next"`` → URL),
     parsed by the transport; ``certificate`` the TLS peer certificate's expiry, for
@@ -101,6 +117,7 @@ class Response:
         "redirects",
         "request",
         "status",
+        "stream",
         "url",
     )
 
@@ -115,6 +132,7 @@ class Response:
         *,
         links: Mapping[str, str] | None = None,
         certificate: Mapping[str, Any] | None = None,
+        stream: BodyStream | None = None,
     ) -> None:
         self.request = request
         self.status = status
@@ -124,6 +142,7 @@ class Response:
         self.elapsed = elapsed
         self.links: Mapping[str, str] = links or {}
         self.certificate = certificate
+        self.stream = stream
         self.attempts = 1
         self.redirects = 0
         self.action: str | None = None

@@ -15,6 +15,7 @@ from ._errors import (
     DuplicateFire,
     DuplicateTrigger,
     HTTPStatusError,
+    MalformedBody,
     NodeIdInUse,
     NotifyError,
     PipelineBusy,
@@ -34,6 +35,7 @@ from ._errors import (
 )
 from ._expr import Expr, truthy
 from ._fields import FieldSet
+from ._formats import BODY_FORMATS, BodyFormat, CsvOptions
 from ._pipeline import Pipeline, RunPolicy
 from ._refs import import_ref
 from ._schedule import Duration, Schedule, check_cron, parse_duration
@@ -54,18 +56,21 @@ from ._template import Template, TreeTemplate, lookup, render_tree
 from ._transform import Record, Rejection
 
 __all__ = [
+    "BODY_FORMATS",
     "DEFAULT_RUN_EVENTS",
     "STAGE_KINDS",
     "Aggregate",
     "AlertAttachment",
     "AnyStage",
     "Attachments",
+    "BodyFormat",
     "CassetteError",
     "Check",
     "Compensate",
     "ConfigError",
     "ConnectError",
     "CredentialError",
+    "CsvOptions",
     "DNSError",
     "DuplicateFire",
     "DuplicateTrigger",
@@ -76,6 +81,7 @@ __all__ = [
     "GroupBy",
     "HTTPStatusError",
     "Incremental",
+    "MalformedBody",
     "Merger",
     "NodeIdInUse",
     "NotifyError",

@@ -19,6 +19,7 @@ cross into podium, so callers branch on a class, never on message text.
     │   │   └── RequestTimeout no complete answer within the timeout    (kind "timeout")
     │   ├── HTTPStatusError    the API answered an error status         (kind "status")
     │   └── ResponseError      the API answered something unusable      (kind "bad_response")
+    │       └── MalformedBody  a CSV, NDJSON or XML body broke at ``line``
     ├── StageError             a stage (often a user callable) raised while processing records
     ├── StoreError             the database refused a write or a table definition
     ├── RunNotFound            no run matches the id a user asked for
@@ -182,6 +183,18 @@ class ResponseError(RequestError):
 
     __module__ = "podium"
     kind = "bad_response"
+
+
+class MalformedBody(ResponseError):
+    """A CSV, NDJSON or XML body cannot be read on from ``line`` (1-based; None when the
+    parser cannot say). Records before that line were read and went on downstream."""
+
+    __module__ = "podium"
+
+    def __init__(self, message: str, *, body_format: str, line: int | None) -> None:
+        self.format = body_format
+        self.line = line
+        super().__init__(message)
 
 
 class StageError(PodiumError):

@@ -20,6 +20,7 @@ from ._coerce import CoerceName
 from ._errors import PipelineError
 from ._expr import Expr
 from ._fields import FieldSet
+from ._formats import CsvOptions, FetchFormat
 from ._refs import CallableRef, ClassRef
 from ._template import Template, TreeTemplate
 from ._transform import Record, Rejection, compile_ops
@@ -164,9 +165,12 @@ class Fetch(Stage):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     records: str | None = None
+    # How bodies become records (see _formats.py); unset: the connector's ``format``.
     # "none": the answers are not read as records, only seen by response checks (a
     # health endpoint answering HTML, a monitor); the fetch emits nothing.
-    format: Literal["json", "none"] = "json"
+    format: FetchFormat | None = None
+    # CSV options for this fetch; unset: the connector's ``csv``.
+    csv: CsvOptions | None = None
     for_each: list[Any] | Range | None = None
     as_: str = Field(default="value", alias="as", pattern=IDENT_PATTERN)
     carry: dict[str, str] = Field(default_factory=dict)

@@ -71,6 +71,7 @@ _EXPORTS = {
     "RequestTimeout": "podium.pipeline",
     "HTTPStatusError": "podium.pipeline",
     "ResponseError": "podium.pipeline",
+    "MalformedBody": "podium.pipeline",
     "StageError": "podium.pipeline",
     "StoreError": "podium.pipeline",
     "RunNotFound": "podium.pipeline",
@@ -126,6 +127,7 @@ if TYPE_CHECKING:
     from podium.pipeline import Fetch as Fetch
     from podium.pipeline import HTTPStatusError as HTTPStatusError
     from podium.pipeline import Incremental as Incremental
+    from podium.pipeline import MalformedBody as MalformedBody
     from podium.pipeline import NodeIdInUse as NodeIdInUse
     from podium.pipeline import NotifyError as NotifyError
     from podium.pipeline import Pipeline as Pipeline

@@ -39,6 +39,7 @@ from podium.pipeline import (
 from ..http import QuotaExhausted
 from ..storage import DeadLetterRow, Mark
 from . import _streams
+from ._body import stream_item
 from ._checks import failure_data, response_data
 from ._context import RunContext
 from ._durability import item_key
@@ -80,6 +81,12 @@ class FetchTask:
         self.idempotent = stage.sends_idempotency_key
         self.compensating = stage.side_effect and stage.compensate is not None
         self.reads_nothing = stage.format == "none"
+        # A paginated fetch reads each page whole, whatever its format: its paginator
+        # reads the page's records (and pages are small by nature). So does one whose
+        # compensation reads the answer.
+        self.streams = (
+            not self.reads_nothing and not self.compensating and self.connector.streams(stage)
+        )
 
     async def run(self, inbox: Inbox | None) -> None:
         if self.ctx.replay is not None:
@@ -196,6 +203,9 @@ class FetchTask:
             carried = {out: lookup(values, src) for out, src in stage.carry.items()}
         paginator = self.connector.paginator(stage)
         if paginator is None:
+            if self.streams:  # NDJSON, CSV, XML: records as the body arrives (_body.py)
+                await stream_item(self, request, key, values, carried)
+                return
             page = await self._send(request, key, values, 1)
             if page is not None:
                 await self._emit(page, carried, self._marks(key, 1, done=True))
@@ -307,6 +317,33 @@ class FetchTask:
         Its outcome — an answer of any status, or the failure that prevented one — goes to
         the fetch's response checks first.
         """
+        response = await self._answer(request, key, values, page)
+        if response is None:
+            return None
+        records: list[Record] = []
+        if response.action == "ignore":
+            self.stats.ignored += 1
+            return response, records
+        try:
+            if not self.reads_nothing:
+                records = self.connector.records(self.stage, response)
+            if self._trackers:
+                tracker = self._trackers.get(key)
+                if tracker is not None:
+                    tracker.observe(records)
+        except ResponseError as exc:
+            self._bad_response(exc, response.url, key, values, page)
+            return None
+        if self.compensating:
+            compensation = compensation_for(self.stage, self.ctx.params, values, response)
+            await self.ctx.record_step(self.stage.name, f"{key}/{page}", compensation)
+        return response, records
+
+    async def _answer(
+        self, request: Request, key: str, values: dict[str, Any], page: int
+    ) -> Response | None:
+        """The gateway's answer, seen by the fetch's response checks; None when the
+        request failed (recorded)."""
         stats = self.stats
         if self.credential_failure is not None:
             stats.not_sent += 1  # the connector cannot authenticate: nothing goes out
@@ -332,24 +369,7 @@ class FetchTask:
             return None
         if checks:  # building what a check reads costs a headers copy: only when read
             self._observe(response_data(response))
-        records: list[Record] = []
-        if response.action == "ignore":
-            stats.ignored += 1
-            return response, records
-        try:
-            if not self.reads_nothing:
-                records = self.connector.records(self.stage, response)
-            if self._trackers:
-                tracker = self._trackers.get(key)
-                if tracker is not None:
-                    tracker.observe(records)
-        except ResponseError as exc:
-            self._bad_response(exc, response.url, key, values, page)
-            return None
-        if self.compensating:
-            compensation = compensation_for(self.stage, self.ctx.params, values, response)
-            await self.ctx.record_step(self.stage.name, f"{key}/{page}", compensation)
-        return response, records
+        return response
 
     async def _emit(self, page: Page, carried: dict[str, Any] | None, marks: Marks) -> None:
         records = page[1]

@@ -262,6 +262,8 @@ class Gateway:
                     if decision is not None:
                         response.action = "ignore" if decision.ignored else "success"
                     return response
+                if response.stream is not None:  # not kept: its connection goes back now
+                    await response.stream.aclose()
                 if isinstance(decision, GiveUp):
                     response.attempts = attempt
                     raise self._status_error(response, decision.reason)
@@ -343,7 +345,13 @@ class Gateway:
             headers = {}
         if credentials:
             return Request(
-                request.method, request.url, request.params, headers, request.json, request.form
+                request.method,
+                request.url,
+                request.params,
+                headers,
+                request.json,
+                request.form,
+                request.stream,
             )
         contains_secret = self.redact.contains_secret
         headers = {
@@ -352,7 +360,9 @@ class Gateway:
             if name.lower() in SAFE_ACROSS_ORIGINS and not contains_secret(value)
         }
         params = {k: v for k, v in request.params.items() if not contains_secret(str(v))}
-        return Request(request.method, request.url, params, headers, request.json, request.form)
+        return Request(
+            request.method, request.url, params, headers, request.json, request.form, request.stream
+        )
 
     async def _credential(self, channel: ConnectorChannel, need: NeedCredential) -> Credential:
         """The channel's credential: the current one, or a new one obtained exactly once
@@ -481,8 +491,10 @@ def _redirected(request: Request, status: int, target: str) -> Request:
     browsers and every HTTP client do); 307 and 308 keep the method and the body."""
     if status == 303 or (status in (301, 302) and request.method == "POST"):
         method = "GET" if request.method != "HEAD" else "HEAD"
-        return Request(method, target, {}, request.headers)
-    return Request(request.method, target, {}, request.headers, request.json, request.form)
+        return Request(method, target, {}, request.headers, stream=request.stream)
+    return Request(
+        request.method, target, {}, request.headers, request.json, request.form, request.stream
+    )
 
 
 async def _acquire(limiter: anyio.CapacityLimiter) -> None:

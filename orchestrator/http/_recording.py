@@ -15,6 +15,11 @@ a connector has its own session, cookie jar and credential, so its exchanges sta
 their own — a connector's tests can ship the cassette of that connector alone, and
 re-recording one API leaves the others' files untouched.
 
+A streamed body (NDJSON, CSV, XML read as it arrives) is kept whole as it passes and
+written as one body: a cassette is a YAML file of whole bodies, so recording a body costs
+its size in memory — record a sample, not a day's export. The replay hands the recorded
+body to the same decoders, so it yields the same records.
+
 A request that got no answer at all (a timeout, a refused connection) is not recorded:
 vcrpy's format has no place for it. The replay serves the answer its retry got; a
 request that never got one is missing from the cassette, and its replay fails there.
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import http
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,7 @@ import anyio.to_thread
 from loguru import logger
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from podium.connectors import Connector, Request, Response
+from podium.connectors import BodyStream, Connector, Request, Response
 from podium.pipeline import CassetteError
 
 from .._redact import Redactor
@@ -79,6 +84,8 @@ class RecordingTransport(Transport):
         self.requests.append(request)
         response = await self.inner.send(request, cookies=cookies)
         self._responses.append(response)  # kept whole; masked once, when written
+        if response.stream is not None:
+            response.stream = _Kept(response.stream, response)
         return response
 
     async def aclose(self) -> None:
@@ -208,6 +215,26 @@ class PlaybackTransport(Transport):
         left = self.unplayed
         if left:
             logger.info("{}: {} recorded interactions were not asked for", self.path, left)
+
+
+class _Kept:
+    """Passes a streamed body on, chunk by chunk, and keeps a copy for the cassette: the
+    response's ``body`` is the whole of what was read once the stream is closed."""
+
+    def __init__(self, inner: BodyStream, response: Response) -> None:
+        self._inner = inner
+        self._response = response
+        self._parts: list[bytes] = []
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner.chunks():
+            self._parts.append(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._response.body = b"".join(self._parts)
+        self._parts = []
+        await self._inner.aclose()
 
 
 def _phrase(status: int) -> str:

@@ -25,7 +25,7 @@ import os
 import ssl
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -158,12 +158,12 @@ class AiohttpTransport(Transport):
         self._session = self._bare = None
 
     async def send(self, request: Request, *, cookies: bool = True) -> Response:
-        import aiohttp
-
         if cookies:
             session = self._session = self._session or self._new_session(cookies=True)
         else:
             session = self._bare = self._bare or self._new_session(cookies=False)
+        if request.stream:
+            return await self._open_stream(session, request)
         started = time.perf_counter()
         answered = False  # the status line and headers arrived: a connection was made
         try:
@@ -180,47 +180,8 @@ class AiohttpTransport(Transport):
                 tls = _ssl_object(resp) if request.url.startswith("https") else None
                 body = await resp.read()
                 links = _aiohttp_links(resp) if "Link" in resp.headers else None
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            waited = time.perf_counter() - started
-            connected = answered or isinstance(exc, aiohttp.SocketTimeoutError)
-            phase = "connecting" if isinstance(exc, aiohttp.ConnectionTimeoutError) else None
-            raise RequestTimeout(
-                f"timed out{' ' + phase if phase else ''} ({waited:.1f}s)",
-                request=request,
-                connected=connected,
-            ) from None
-        except aiohttp.ClientConnectorDNSError as exc:
-            raise DNSError(f"cannot resolve {exc.host}", request=request, connected=False) from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise TLSError(
-                f"certificate rejected: {_reason(exc.certificate_error)}",
-                request=request,
-                connected=False,
-            ) from None
-        except aiohttp.ClientSSLError as exc:
-            raise TLSError(
-                f"TLS failed: {_reason(exc)}", request=request, connected=False
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectError(
-                f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}",
-                request=request,
-                connected=False,
-            ) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise ConnectError(
-                f"connection broken: {_reason(exc)}", request=request, connected=answered
-            ) from None
-        except aiohttp.InvalidURL:
-            raise RequestError(f"invalid URL {request.url!r}", request=request) from None
-        except aiohttp.ClientResponseError as exc:
-            # Something answered, but not with HTTP podium can read.
-            raise ResponseError(
-                f"not a valid HTTP answer: {exc.message}", request=request
-            ) from None
-        except ValueError as exc:
-            # aiohttp refuses header values with CR/LF (request smuggling): data put them there.
-            raise RequestError(f"request not sent: {_reason(exc)}", request=request) from None
+        except _failures() as exc:
+            raise _translated(exc, request, started, answered) from None
         elapsed = time.perf_counter() - started
         return Response(
             request,
@@ -232,6 +193,143 @@ class AiohttpTransport(Transport):
             links=links,
             certificate=_certificate(tls),
         )
+
+    async def _open_stream(self, session: aiohttp.ClientSession, request: Request) -> Response:
+        """A 2xx answer with its body left on the wire (``Response.stream``); any other
+        status is read whole, as ``send`` reads it. The session's total timeout would cut
+        a long download off: a streamed body has ``timeout`` seconds between chunks."""
+        import aiohttp
+
+        cfg = self._config
+        started = time.perf_counter()
+        answered = False
+        stream: _AiohttpBody | None = None
+        try:
+            resp = await session.request(
+                request.method,
+                request.url,
+                params=_query(request.params),
+                headers=dict(request.headers) if request.headers else None,
+                json=request.json,
+                data=request.form,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=cfg.connect_timeout, sock_read=cfg.timeout
+                ),
+            )
+            answered = True
+            try:
+                tls = _ssl_object(resp) if request.url.startswith("https") else None
+                links = _aiohttp_links(resp) if "Link" in resp.headers else None
+                if 200 <= resp.status < 300:
+                    body, stream = b"", _AiohttpBody(resp, request, cfg.timeout)
+                else:
+                    body = await resp.read()
+            finally:
+                if stream is None:
+                    resp.release()
+        except _failures() as exc:
+            raise _translated(exc, request, started, answered) from None
+        return Response(
+            request,
+            resp.status,
+            resp.headers,
+            body,
+            str(resp.url),
+            time.perf_counter() - started,
+            links=links,
+            certificate=_certificate(tls),
+            stream=stream,
+        )
+
+
+STREAM_CHUNK = 256 * 1024
+
+
+class _AiohttpBody:
+    """A 2xx body still on the wire; aiohttp undoes a Content-Encoding as it reads."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, request: Request, timeout: float) -> None:
+        self._resp = resp
+        self._request = request
+        self._timeout = timeout
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        try:
+            async for chunk in self._resp.content.iter_chunked(STREAM_CHUNK):
+                yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise RequestTimeout(
+                f"no data for {self._timeout:g}s while reading the body",
+                request=self._request,
+                connected=True,
+            ) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise ConnectError(
+                f"connection broken while reading the body: {_reason(exc)}",
+                request=self._request,
+                connected=True,
+            ) from None
+        self._resp.release()
+
+    async def aclose(self) -> None:
+        # Released already when read to its end; else the connection cannot be reused.
+        self._resp.close()
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    import aiohttp
+
+    return (TimeoutError, aiohttp.ClientError, ValueError)
+
+
+def _translated(
+    exc: BaseException, request: Request, started: float, answered: bool
+) -> RequestError:
+    """aiohttp's exception as podium's, at the boundary (nothing above sees aiohttp)."""
+    import aiohttp
+
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        waited = time.perf_counter() - started
+        connected = answered or isinstance(exc, aiohttp.SocketTimeoutError)
+        phase = "connecting" if isinstance(exc, aiohttp.ConnectionTimeoutError) else None
+        return RequestTimeout(
+            f"timed out{' ' + phase if phase else ''} ({waited:.1f}s)",
+            request=request,
+            connected=connected,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return DNSError(f"cannot resolve {exc.host}", request=request, connected=False)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return TLSError(
+            f"certificate rejected: {_reason(exc.certificate_error)}",
+            request=request,
+            connected=False,
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TLSError(f"TLS failed: {_reason(exc)}", request=request, connected=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(
+            f"cannot connect to {exc.host}:{exc.port}: {_reason(exc.os_error)}",
+            request=request,
+            connected=False,
+        )
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return ConnectError(
+            f"connection broken: {_reason(exc)}", request=request, connected=answered
+        )
+    if isinstance(exc, aiohttp.InvalidURL):
+        return RequestError(f"invalid URL {request.url!r}", request=request)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Something answered, but not with HTTP podium can read.
+        return ResponseError(f"not a valid HTTP answer: {exc.message}", request=request)
+    if isinstance(exc, ValueError):
+        # aiohttp refuses header values with CR/LF (request smuggling): data put them there.
+        return RequestError(f"request not sent: {_reason(exc)}", request=request)
+    # Another aiohttp.ClientError (none is raised today): still no traceback upward.
+    return RequestError(f"request failed: {_reason(exc)}", request=request)
 
 
 def _ssl_object(resp: aiohttp.ClientResponse) -> ssl.SSLObject | None:
