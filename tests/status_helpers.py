@@ -4,6 +4,7 @@ fails, a monitor and an alert; a daemon started with a token; HTTP reads of its 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,13 @@ def status_config(
     scheduler: str = "",
     extra: str = "",
 ) -> Path:
-    """``orders`` (3 pages, hourly: runs when asked or backfilled), ``broken`` (pages 3
+    """``orders`` (3 pages, hourly until the top of this hour: it runs only when asked or
+    backfilled, never by itself while a test runs across an hour), ``broken`` (pages 3
     and 4 answer 404: it fails, every 2 s), monitor ``api_up`` (every second) and
     alert ``ops`` (a webhook, after one failure)."""
-    pipelines = pipeline_toml("orders", '{ cron = "0 * * * *" }', pages=3)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    schedule = f'{{ cron = "0 * * * *", end = "{hour.isoformat()}" }}'
+    pipelines = pipeline_toml("orders", schedule, pages=3)
     pipelines += pipeline_toml("broken", '{ interval = "2s" }', pages=5, extra='alerts = ["ops"]')
     pipelines += f"""
 [monitors.api_up]
