@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -107,18 +107,15 @@ SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FailurePolicy = Literal["continue", "fail", "compensate"]
 
 
-class Compensate(BaseModel):
-    """The request that undoes a fetch's side effect, rendered per item when the side
-    effect succeeded: templates see the item's fields, ``{params.x}`` and the response
-    (``{response.id}``, the answer's JSON body)."""
+class _RequestTemplates:
+    """A request's parts as templates, compiled once per stage (not once per request):
+    what a fetch and the request that undoes its side effect share."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    method: Literal["DELETE", "POST", "PUT", "PATCH"] = "DELETE"
-    path: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: Any = None
+    if TYPE_CHECKING:  # the fields of the models that use it
+        path: str
+        params: dict[str, Any]
+        headers: dict[str, str]
+        body: Any
 
     @cached_property
     def path_template(self) -> Template:
@@ -137,6 +134,7 @@ class Compensate(BaseModel):
         return TreeTemplate(self.body)
 
     def template_fields(self) -> set[str]:
+        """Every field the request's templates read."""
         return (
             set(self.path_template.fields)
             | self.params_template.fields
@@ -145,7 +143,21 @@ class Compensate(BaseModel):
         )
 
 
-class Fetch(Stage):
+class Compensate(_RequestTemplates, BaseModel):
+    """The request that undoes a fetch's side effect, rendered per item when the side
+    effect succeeded: templates see the item's fields, ``{params.x}`` and the response
+    (``{response.id}``, the answer's JSON body)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    method: Literal["DELETE", "POST", "PUT", "PATCH"] = "DELETE"
+    path: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+
+
+class Fetch(_RequestTemplates, Stage):
     """Requests on a connector: once, once per ``for_each`` item, or once per input record.
 
     A fetch whose method changes something (POST, PUT, PATCH, DELETE) is a side effect:
@@ -238,22 +250,6 @@ class Fetch(Stage):
     def default_inputs(self, previous: str | None) -> tuple[str, ...]:
         # A fetch is a source unless it says what it fans out over.
         return ()
-
-    @cached_property
-    def path_template(self) -> Template:
-        return Template(self.path)
-
-    @cached_property
-    def params_template(self) -> TreeTemplate:
-        return TreeTemplate(self.params)
-
-    @cached_property
-    def headers_template(self) -> TreeTemplate:
-        return TreeTemplate(self.headers)
-
-    @cached_property
-    def body_template(self) -> TreeTemplate:
-        return TreeTemplate(self.body)
 
     @cached_property
     def records_expr(self) -> Expr | None:
