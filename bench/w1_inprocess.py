@@ -1,6 +1,6 @@
 """W1 in steady state: podium and the reference in ONE process, imports excluded.
 
-    .venv/bin/python bench/w1_inprocess.py [--repeat 5]
+    .venv/bin/python bench/w1_inprocess.py [--repeat 5] [--no-record]
 
 `run_w1.py` measures whole processes, which is what a one-off `podium run` costs. A
 daemon pays its imports once and then runs pipelines for weeks, so this script measures
@@ -65,6 +65,9 @@ def timed(fn, *args) -> tuple[float, int]:  # type: ignore[no-untyped-def]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--no-record", action="store_true", help="print the table; leave RESULTS.md alone"
+    )
     args = parser.parse_args()
     configure_logging(level="WARNING")
     server = subprocess.Popen(
@@ -109,8 +112,9 @@ def main() -> int:
         "",
     ]
     print("\n".join(lines))
-    with (BENCH / "RESULTS.md").open("a", encoding="utf-8") as out:
-        out.write("\n" + "\n".join(lines))
+    if not args.no_record:
+        with (BENCH / "RESULTS.md").open("a", encoding="utf-8") as out:
+            out.write("\n" + "\n".join(lines))
     return 0
 
 

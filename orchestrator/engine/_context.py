@@ -67,6 +67,9 @@ class RunContext:
     failure_policy: str | None = None
     # Items whose workers wait to hear their mark was committed by every end it reaches.
     acks: dict[tuple[str, str, int], _Ack] = field(default_factory=dict)
+    # Workers of acknowledged stages still running: when as many acks are pending, every
+    # one of them waits on a commit (a store then commits without lingering).
+    ack_workers: int = 0
     # The pipeline's alert rules: the run's outcomes are applied to them when it ends.
     rules: tuple[AlertRule, ...] = ()
     # Why the run stopped early, cleanly (a connector's API quota is used up): the fetch

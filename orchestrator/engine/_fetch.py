@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -118,12 +119,13 @@ class FetchTask:
         planned = self._windowed(items)
 
         async def work() -> None:
-            for key, values, window in planned:
-                if self.ctx.stopped:
-                    return
-                await self.item(key, values, window)
-                self._trackers.pop(key, None)
-                self.stats.done += 1
+            with self._working():
+                for key, values, window in planned:
+                    if self.ctx.stopped:
+                        return
+                    await self.item(key, values, window)
+                    self._trackers.pop(key, None)
+                    self.stats.done += 1
 
         async with anyio.create_task_group() as tg:
             for i in range(self.workers):
@@ -141,21 +143,35 @@ class FetchTask:
 
         async def work(records: ObjectReceiveStream[dict[str, Any]]) -> None:
             async with records:
-                async for record in _streams.drain(records):
-                    if self.ctx.stopped:
-                        continue  # drained, so the feed ends; nothing more is sent
-                    for key, values, window in self._windowed(
-                        iter([(item_key(None, record), record)])
-                    ):
-                        await self.item(key, values, window)
-                        self._trackers.pop(key, None)
-                    self.stats.done += 1
+                with self._working():
+                    async for record in _streams.drain(records):
+                        if self.ctx.stopped:
+                            continue  # drained, so the feed ends; nothing more is sent
+                        for key, values, window in self._windowed(
+                            iter([(item_key(None, record), record)])
+                        ):
+                            await self.item(key, values, window)
+                            self._trackers.pop(key, None)
+                        self.stats.done += 1
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed, name=f"{self.stage.name}:feed")
             async with receive:
                 for i in range(self.workers):
                     tg.start_soon(work, receive.clone(), name=f"{self.stage.name}:worker-{i}")
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        """A worker's lifetime, counted while its stage's items are acknowledged (a store
+        lingers for more batches only while some such worker is not yet waiting)."""
+        if not self.acked:
+            yield
+            return
+        self.ctx.ack_workers += 1
+        try:
+            yield
+        finally:
+            self.ctx.ack_workers -= 1
 
     async def _replay(self, inbox: Inbox | None) -> None:
         """A replay sends exactly the dead-lettered items of this stage, nothing else."""

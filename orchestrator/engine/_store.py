@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from functools import partial
 
+import anyio
 from sqlalchemy import Connection
 
 from podium.pipeline import Record, Store
@@ -17,6 +18,10 @@ from podium.pipeline import Record, Store
 from ..storage import Mark, TableWriter, add_stored, commit_marks
 from ._context import RunContext
 from ._stage_io import Inbox, Marks, batches
+
+# Event-loop turns a store waits for more batches before it commits for waiting workers:
+# a response takes two or three turns from its socket to the store's inbox.
+LINGER_TURNS = 3
 
 
 class StoreTask:
@@ -41,13 +46,34 @@ class StoreTask:
             due = time.monotonic() - self.last_flush >= self.stage.flush_seconds
             # Workers waiting for their marks wait on this store: with nothing more to
             # read right now, it commits what it has instead of filling a batch.
+            # When some of them are still fetching, it first lingers a few loop turns for
+            # their batches (group commit, see _more_coming).
             waited_on = bool(self.marks) and _drained(inbox)
-            if len(self.buffer) < size and not due and not waited_on:
+            if (
+                len(self.buffer) < size
+                and not due
+                and (not waited_on or await self._more_coming(inbox))
+            ):
                 continue
             while len(self.buffer) > size:
                 await self._flush(size)
             await self._flush(size)
         await self._flush(size)
+
+    async def _more_coming(self, inbox: Inbox | None) -> bool:
+        """Group commit: whether another batch arrives within a few loop turns while some
+        worker is still fetching. Each commit costs a transaction; the workers that wait
+        on it gain nothing from one per page, and a commit for a batch that is on its way
+        would hold all of them up the same. With every worker waiting, nothing more can
+        come: commit at once (a sequential chain never lingers)."""
+        ctx = self.ctx
+        for _ in range(LINGER_TURNS):
+            if len(ctx.acks) >= ctx.ack_workers:
+                return False
+            await anyio.lowlevel.checkpoint()
+            if not _drained(inbox):
+                return True
+        return False
 
     def _keyed(self, batch: list[Record]) -> list[Record]:
         """The records that have every key field; the others are rejected, and counted."""

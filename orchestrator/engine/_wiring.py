@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from podium.pipeline import Check, Pipeline, Transform
+from podium.pipeline import Check, Fetch, Pipeline, Transform
 
 from ._context import RunContext
 from ._stage_io import Item, Outbox
@@ -48,9 +48,10 @@ async def run_stages(ctx: RunContext) -> None:
     chains = fusion(pipeline)
     inboxes: dict[str, MemoryObjectReceiveStream[Item]] = {}
     senders: dict[str, MemoryObjectSendStream[Item]] = {}
+    buffer = _edge_buffer(ctx)
     for name in chains:
         if pipeline.inputs_of(name):
-            send, receive = anyio.create_memory_object_stream[Item](EDGE_BUFFER)
+            send, receive = anyio.create_memory_object_stream[Item](buffer)
             senders[name], inboxes[name] = send, receive
     outboxes: dict[str, list[Outbox]] = {}
     for name, chain in chains.items():
@@ -71,6 +72,26 @@ async def run_stages(ctx: RunContext) -> None:
                 _fused_stages(pipeline, chain),
                 name=f"stage:{name}",
             )
+
+
+def _edge_buffer(ctx: RunContext) -> int:
+    """EDGE_BUFFER, or a place for each worker that waits for its batch's commit.
+
+    Such a worker holds its batch until the store commits it either way; on a full edge
+    it holds it blocked in ``send``, at the cost of a wait and a wake-up per batch (a
+    store that commits several pages at once gets them in bursts as wide as the workers).
+    The larger buffer holds no more records than those workers' frames would.
+    """
+    if not ctx.progress_kept:
+        return EDGE_BUFFER
+    waiting = 0
+    for name in ctx.durability.acked:
+        stage = ctx.pipeline.stage(name)
+        if isinstance(stage, Fetch):
+            concurrency = ctx.gateway.connector(stage.connector).config.concurrency
+            planned = stage.fan_out_size()
+            waiting += concurrency if planned is None else min(planned, concurrency)
+    return max(EDGE_BUFFER, waiting)
 
 
 def _fused_stages(pipeline: Pipeline, chain: tuple[str, ...]) -> tuple[Transform | Check, ...]:

@@ -234,10 +234,15 @@ def create_tables(conn: Connection) -> None:
     from ._monitoring_schema import MONITORING_TABLES
 
     tables = [*JOURNAL_TABLES, *MONITORING_TABLES, *CONTROL_TABLES]
-    metadata.create_all(conn, tables=tables)
     inspector = sa.inspect(conn)
+    # One query for what exists: a table created here is current by construction, so only
+    # the older ones are inspected (two queries each; a fresh file has none of them).
+    existing = set(inspector.get_table_names())
+    metadata.create_all(conn, tables=[t for t in tables if t.name not in existing])
     quote = conn.dialect.identifier_preparer.quote
     for table in tables:
+        if table.name not in existing:
+            continue
         present = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name in present:

@@ -100,19 +100,20 @@ class TableWriter:
         rows: list[Record],
         also: Callable[[sa.Connection], None] | None,
     ) -> int:
-        table = self._prepare(conn, rows)
-        columns = self._columns_for(table, rows)
+        seen: set[str] = set().union(*rows)  # every field of the batch, collected once
+        table = self._prepare(conn, rows, seen)
+        columns = self._columns_for(table, seen)
         sql, to_tuple = self._statement(table, columns)
         conn.exec_driver_sql(sql, [to_tuple(r) for r in rows])
         if also is not None:
             also(conn)
         return len(rows)
 
-    def _prepare(self, conn: sa.Connection, rows: list[Record]) -> sa.Table:
+    def _prepare(self, conn: sa.Connection, rows: list[Record], seen: set[str]) -> sa.Table:
         if self._table is None:
             self._table = self._load_or_create(conn, rows)
         if self._inferred:
-            self._add_new_columns(conn, self._table, rows)
+            self._add_new_columns(conn, self._table, rows, seen)
         return self._table
 
     def _load_or_create(self, conn: sa.Connection, rows: list[Record]) -> sa.Table:
@@ -160,8 +161,9 @@ class TableWriter:
                 "or a unique constraint, so rows cannot be upserted by it"
             )
 
-    def _add_new_columns(self, conn: sa.Connection, table: sa.Table, rows: list[Record]) -> None:
-        seen = set().union(*rows)
+    def _add_new_columns(
+        self, conn: sa.Connection, table: sa.Table, rows: list[Record], seen: set[str]
+    ) -> None:
         new = [c for c in seen if c not in table.c]
         for column in sorted(new):
             col = sa.Column(column, infer_type(_first_value(rows, column)))
@@ -174,8 +176,7 @@ class TableWriter:
             self._statements.clear()
             logger.info("table {}: added column {} ({})", table.name, column, type_sql)
 
-    def _columns_for(self, table: sa.Table, rows: list[Record]) -> tuple[str, ...]:
-        seen = set().union(*rows)
+    def _columns_for(self, table: sa.Table, seen: set[str]) -> tuple[str, ...]:
         unknown = seen.difference(table.c.keys())
         if unknown - self._ignored:
             fresh = sorted(unknown - self._ignored)
