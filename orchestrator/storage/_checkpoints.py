@@ -61,26 +61,34 @@ _INSERT_DONE = items_done_table.insert()  # built once: it runs with every batch
 
 
 def _upsert_chains(conn: Connection, run_id: str, sink: str, marks: list[Mark]) -> None:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    table = checkpoints_table
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    excluded = stmt.excluded
     now = utcnow()
     rows = [
         {"run_id": run_id, "stage": m.stage, "item": m.item, "sink": sink, "pages": m.page,
          "resume": m.resume, "at": now}
         for m in marks
     ]  # fmt: skip
-    conn.execute(
-        stmt.on_conflict_do_update(
+    conn.execute(_upsert_chain_statement(conn.dialect.name), rows)
+
+
+# Built once per dialect: a sequential chain commits a page at a time, and building the
+# upsert (its ``excluded`` columns) cost ~0.9 ms a page, more than the page's own rows.
+_UPSERT_CHAIN: dict[str, Any] = {}
+
+
+def _upsert_chain_statement(dialect: str) -> Any:
+    stmt = _UPSERT_CHAIN.get(dialect)
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        table = checkpoints_table
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        excluded = insert.excluded
+        stmt = _UPSERT_CHAIN[dialect] = insert.on_conflict_do_update(
             index_elements=[table.c.run_id, table.c.stage, table.c.item, table.c.sink],
             set_={"pages": excluded.pages, "resume": excluded.resume, "at": excluded.at},
             where=excluded.pages >= table.c.pages,  # a page count only grows
-        ),
-        rows,
-    )
+        )
+    return stmt
 
 
 def clear_progress(conn: Connection, run_id: str) -> None:
