@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, select
 
+from ._dialects import dialect_insert
 from ._schema import checkpoints_table, items_done_table, utcnow
 
 
@@ -78,10 +79,8 @@ _UPSERT_CHAIN: dict[str, Any] = {}
 def _upsert_chain_statement(dialect: str) -> Any:
     stmt = _UPSERT_CHAIN.get(dialect)
     if stmt is None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
         table = checkpoints_table
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        insert = dialect_insert(dialect)(table)
         excluded = insert.excluded
         stmt = _UPSERT_CHAIN[dialect] = insert.on_conflict_do_update(
             index_elements=[table.c.run_id, table.c.stage, table.c.item, table.c.sink],

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
+from ._dialects import dialect_insert
 from ._schema import state_table, utcnow
 
 
@@ -16,9 +17,7 @@ def advance_marks(conn: Connection, pipeline: str, marks: dict[str, Any]) -> Non
     The row is created first if absent (an insert that yields to a concurrent one), then
     read under a row lock (PostgreSQL; SQLite's write lock is already held) and raised.
     """
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(conn.dialect.name)
     table, now = state_table, utcnow()
     for key, value in marks.items():
         row = {"pipeline": pipeline, "key": key, "value": value, "updated_at": now}
@@ -58,9 +57,7 @@ def select_all_state(conn: Connection, pipeline: str) -> list[dict[str, Any]]:
 
 def set_state(conn: Connection, pipeline: str, key: str, value: Any) -> None:
     """Set a value as given, backwards included (``podium state set``)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(conn.dialect.name)
     row = {"pipeline": pipeline, "key": key, "value": value, "updated_at": utcnow()}
     statement = insert(state_table).values(**row)
     conn.execute(

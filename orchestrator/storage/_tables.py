@@ -20,6 +20,7 @@ from loguru import logger
 from podium.pipeline import Record, Store, StoreError
 
 from ._database import Database
+from ._dialects import dialect_insert
 
 Converter = Callable[[Any], Any]
 RowBuilder = Callable[[Record], tuple[Any, ...]]
@@ -192,9 +193,7 @@ class TableWriter:
         cached = self._statements.get(columns)
         if cached is not None:
             return cached
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        insert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(self.dialect.name)
         stmt = insert(table).values({c: sa.bindparam(c) for c in columns})
         updates = [c for c in columns if c not in self.keys]
         if updates:
