@@ -185,14 +185,16 @@ class Cassettes:
 
 def _demo_hint(config: Config, result: RunResult) -> str | None:
     """A run against the bundled demo API's address that found nothing listening there."""
+    refused = any("connection refused" in str(c.get("cause", "")) for c in result.run.causes)
+    if not refused:
+        return None  # the demo package (its aiohttp server) is not imported for nothing
     from .demo import DEFAULT_DEMO_URL
 
-    refused = any("connection refused" in str(c.get("cause", "")) for c in result.run.causes)
     uses_demo = any(
         not isinstance(c, Exception) and c.config.base_url == DEFAULT_DEMO_URL
         for c in config.connectors.values()
     )
-    if refused and uses_demo:
+    if uses_demo:
         return (
             f"nothing answers at {DEFAULT_DEMO_URL}: start the demo API with "
             "`podium demo-api` in another terminal, or run `podium demo`, which starts it"
