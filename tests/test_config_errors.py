@@ -9,39 +9,9 @@ from typer.testing import CliRunner
 
 from podium.cli import app
 
-BASE = """
-[database]
-url = "sqlite:///{db}"
-
-[connectors.api]
-kind = "http"
-base_url = "http://127.0.0.1:9"
-{connector_extra}
-
-[pipelines.p]
-{pipeline_extra}
-
-[[pipelines.p.stages]]
-name = "get"
-kind = "fetch"
-connector = "api"
-path = "/items"
-{fetch_extra}
-
-[[pipelines.p.stages]]
-name = "save"
-kind = "store"
-table = "items"
-key = ["id"]
-"""
-
+from .config_helpers import BASE, config
 
 ITEMS_LINE = BASE.splitlines().index('path = "/items"') + 1
-
-
-def config(tmp_path: Path, **parts: str) -> str:
-    values = {"connector_extra": "", "pipeline_extra": "", "fetch_extra": ""} | parts
-    return BASE.format(db=tmp_path / "t.db", **values)
 
 
 def replace(old: str, new: str) -> object:

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from typer.testing import CliRunner
 
-from podium.cli import app as cli
 from podium.connectors import ConnectorConfig, HttpConnector
 from podium.orchestrator import run
 from podium.pipeline import Check, Expr, Fetch, Pipeline, PipelineError, Store, Transform
+
+from .config_helpers import one_line_error
 
 pytestmark = pytest.mark.anyio
 
@@ -149,30 +149,11 @@ def test_unsafe_and_broken_expressions_are_refused_at_load(source: str, words: s
     assert "\n" not in caught.value.message and words in caught.value.message
 
 
-CONFIG = """
-[database]
-url = "sqlite:///{db}"
-
-[connectors.api]
-kind = "http"
-base_url = "http://127.0.0.1:9"
-
-[[pipelines.p.stages]]
-name = "get"
-kind = "fetch"
-connector = "api"
-path = "/items"
-
+SHAPE = """
 [[pipelines.p.stages]]
 name = "shape"
 kind = "transform"
 compute = {{ {compute} }}
-
-[[pipelines.p.stages]]
-name = "save"
-kind = "store"
-table = "items"
-key = ["id"]
 """
 
 
@@ -188,10 +169,5 @@ key = ["id"]
 def test_a_bad_compute_is_one_line_naming_the_stage(
     tmp_path: Path, compute: str, words: str
 ) -> None:
-    path = tmp_path / "config.toml"
-    path.write_text(CONFIG.format(db=tmp_path / "t.db", compute=compute), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["run", "p", "--config", str(path)])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert len(lines) == 1 and "Traceback" not in result.stderr, lines
-    assert "stages[1].compute: x: " in lines[0] and words in lines[0], lines[0]
+    line = one_line_error(tmp_path, fetch_extra=SHAPE.format(compute=compute))
+    assert "stages[1].compute: x: " in line and words in line, line

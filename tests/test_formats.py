@@ -22,6 +22,7 @@ from podium.orchestrator import run
 from podium.orchestrator.http import play_from, record_to
 from podium.pipeline import CsvOptions, Fetch, MalformedBody, Pipeline, PipelineError, Store
 
+from .config_helpers import one_line_error
 from .format_servers import ROWS, formats_app
 
 pytestmark = pytest.mark.anyio
@@ -331,30 +332,6 @@ async def test_records_that_cannot_apply_are_refused_at_load(
         api.check_fetch(Fetch(name="items", connector="api", path="/x", **fetch))
 
 
-CONFIG = """
-[database]
-url = "sqlite:///{db}"
-
-[connectors.api]
-kind = "http"
-base_url = "http://127.0.0.1:9"
-{connector}
-
-[[pipelines.p.stages]]
-name = "get"
-kind = "fetch"
-connector = "api"
-path = "/items"
-{fetch}
-
-[[pipelines.p.stages]]
-name = "save"
-kind = "store"
-table = "items"
-key = ["id"]
-"""
-
-
 @pytest.mark.parametrize(
     ("connector", "fetch", "expected"),
     [
@@ -370,17 +347,8 @@ key = ["id"]
 def test_bad_format_config_is_one_line(
     tmp_path: Path, connector: str, fetch: str, expected: str
 ) -> None:
-    from typer.testing import CliRunner
-
-    from podium.cli import app
-
-    path = tmp_path / "config.toml"
-    path.write_text(CONFIG.format(db=tmp_path / "t.db", connector=connector, fetch=fetch))
-    result = CliRunner().invoke(app, ["run", "p", "--config", str(path)])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, (result.stderr, result.stdout)
-    assert len(lines) == 1 and "Traceback" not in result.stderr, lines
-    assert expected in lines[0], lines[0]
+    line = one_line_error(tmp_path, connector_extra=connector, fetch_extra=fetch)
+    assert expected in line, line
 
 
 async def test_a_response_rule_ignores_a_streamed_fetchs_answer(

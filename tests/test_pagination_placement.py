@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from typer.testing import CliRunner
 
-from podium.cli import app as cli
 from podium.connectors import ConnectorConfig, HttpConnector
 from podium.orchestrator import run
 from podium.pipeline import Fetch, Pipeline, PipelineError, Store
+
+from .config_helpers import one_line_error
 
 pytestmark = pytest.mark.anyio
 
@@ -210,49 +210,20 @@ async def test_keep_body_false_sends_the_next_link_without_the_body(
     assert server.asked[1] == ("POST", None) and result.status != "ok"
 
 
-CONFIG = """
-[database]
-url = "sqlite:///{db}"
-
-[connectors.api]
-kind = "http"
-base_url = "http://127.0.0.1:9"
-
-[[pipelines.p.stages]]
-name = "get"
-kind = "fetch"
-connector = "api"
-path = "{path}"
-paginate = {paginate}
-
-[[pipelines.p.stages]]
-name = "save"
-kind = "store"
-table = "items"
-key = ["id"]
-"""
-
-
 @pytest.mark.parametrize(
-    ("path", "paginate", "words"),
+    ("paginate", "words"),
     [
-        ("/items", '{ type = "cursor", path = "next", in = "cookie" }', "paginate.in"),
-        ("/items", '{ type = "page_number", in = "path", param = "page" }', "{page}"),
-        ("/items", '{ type = "offset", total = "header:", parallel = true }', "header:X-Total"),
-        ("/items", '{ type = "offset", parallel = true, stop_when = "page > `1`" }', "parallel"),
-        ("/items", '{ type = "graphql_cursor", page_info = "data.x.pageInfo" }', "POST"),
-        ("/items", '{ type = "graphql", page_info = "p" }', "did you mean 'graphql_cursor'"),
+        ('{ type = "cursor", path = "next", in = "cookie" }', "paginate.in"),
+        ('{ type = "page_number", in = "path", param = "page" }', "{page}"),
+        ('{ type = "offset", total = "header:", parallel = true }', "header:X-Total"),
+        ('{ type = "offset", parallel = true, stop_when = "page > `1`" }', "parallel"),
+        ('{ type = "graphql_cursor", page_info = "data.x.pageInfo" }', "POST"),
+        ('{ type = "graphql", page_info = "p" }', "did you mean 'graphql_cursor'"),
     ],
     ids=["placement", "path hole", "header total", "stop_when+parallel", "graphql", "type"],
 )
 def test_a_bad_paginate_table_is_one_line_from_the_cli(
-    tmp_path: Path, path: str, paginate: str, words: str
+    tmp_path: Path, paginate: str, words: str
 ) -> None:
-    config = tmp_path / "config.toml"
-    text = CONFIG.format(db=tmp_path / "t.db", path=path, paginate=paginate)
-    config.write_text(text, encoding="utf-8")
-    result = CliRunner().invoke(cli, ["run", "p", "--config", str(config)])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert len(lines) == 1 and "Traceback" not in result.stderr, lines
-    assert "paginate" in lines[0] and words in lines[0], lines[0]
+    line = one_line_error(tmp_path, fetch_extra=f"paginate = {paginate}")
+    assert "paginate" in line and words in line, line

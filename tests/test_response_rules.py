@@ -23,6 +23,8 @@ from podium.orchestrator import RunResult, run
 from podium.orchestrator.http import Accept, GiveUp, Retry, backoff, decide_answer
 from podium.pipeline import Fetch, Pipeline, RunPolicy, Store
 
+from .config_helpers import config, one_line_error
+
 pytestmark = pytest.mark.anyio
 
 SLOP = 0.02  # the client's sleep and the server's clock, and timer granularity
@@ -291,30 +293,6 @@ def test_the_decision_is_pure() -> None:
     assert backoff(told, 2, rng, answer(503).headers) == 0.4  # no header: exponential
 
 
-BASE = """
-[database]
-url = "sqlite:///{db}"
-
-[connectors.api]
-kind = "http"
-base_url = "http://127.0.0.1:9"
-{connector}
-
-[pipelines.p]
-[[pipelines.p.stages]]
-name = "get"
-kind = "fetch"
-connector = "api"
-path = "/items"
-{fetch}
-
-[[pipelines.p.stages]]
-name = "save"
-kind = "store"
-table = "items"
-key = ["id"]
-"""
-
 BAD_CONFIGS = [
     ("rate", 'rate = "fast"', "", "connectors.api.rate: 'fast' is not a rate"),
     ("route rate", '[[connectors.api.rates]]\npath = "/s/*"\nrate = "9/week"', "",
@@ -345,15 +323,9 @@ BAD_CONFIGS = [
 def test_a_bad_rate_or_rule_is_one_line_naming_the_key(
     tmp_path: Path, case: str, connector: str, fetch: str, expected: str
 ) -> None:
-    path = tmp_path / "config.toml"
-    path.write_text(BASE.format(db=tmp_path / "t.db", connector=connector, fetch=fetch))
-    result = CliRunner().invoke(cli, ["validate", "--config", str(path)])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, (result.exit_code, result.stderr, result.stdout)
-    assert len(lines) == 1, lines
-    assert "Traceback" not in result.stderr + result.stdout
-    assert expected in lines[0], lines[0]
-    assert str(path) in lines[0]
+    line = one_line_error(tmp_path, "validate", connector_extra=connector, fetch_extra=fetch)
+    assert expected in line, line
+    assert str(tmp_path / "config.toml") in line
 
 
 def test_a_good_config_with_rates_and_rules_validates(tmp_path: Path) -> None:
@@ -365,6 +337,6 @@ def test_a_good_config_with_rates_and_rules_validates(tmp_path: Path) -> None:
     )
     fetch = 'rules = [{ when = [404], action = "ignore" }, { when = "body.ok == `false`", action = "fail", message = "not ok" }]'  # noqa: E501
     path = tmp_path / "config.toml"
-    path.write_text(BASE.format(db=tmp_path / "t.db", connector=connector, fetch=fetch))
+    path.write_text(config(tmp_path, connector_extra=connector, fetch_extra=fetch))
     result = CliRunner().invoke(cli, ["validate", "--config", str(path)])
     assert result.exit_code == 0, result.stderr
