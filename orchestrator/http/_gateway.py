@@ -22,10 +22,7 @@ only, no secret-bearing query value and no cookie jar — unless the connector s
 and nothing else, so an API-key header would have crossed.)
 
 Auth flows that need a run-time credential (an OAuth2 token, a login cookie) share one
-per channel: the first request that needs it obtains it under the channel's lock while
-the others wait, so a burst of requests costs one token fetch or one login. If it cannot
-be obtained, every request of the channel fails with that one ``CredentialError`` without
-being sent.
+per channel (``_credentials.py``).
 """
 
 from __future__ import annotations
@@ -51,7 +48,6 @@ from podium.connectors import (
 )
 from podium.connectors import origin as url_origin
 from podium.pipeline import (
-    CredentialError,
     HTTPStatusError,
     PluginError,
     PodiumError,
@@ -62,6 +58,7 @@ from podium.pipeline import (
 
 from .._redact import Redactor
 from ._budget import BUDGETS, Budget, Budgets
+from ._credentials import CredentialCache, run_credential_flow
 from ._retry import Accept, GiveUp, Retry, decide_answer, decide_failure
 from ._stats import LATENCY_BUCKETS, ConnectorStats
 from ._transport import AiohttpTransport, Transport
@@ -98,24 +95,7 @@ class ConnectorChannel:
         self.headers = connector.session_headers()
         # Requests go out as built (no per-request auth flow to drive).
         self.direct = not connector.needs_auth_flow()
-        # The session's run-time credential; obtained under auth_lock, one at a time.
-        self.credential: Credential | None = None
-        self.credential_deadline = float("inf")
-        self.auth_lock = anyio.Lock()
-        # A failed token fetch or login fails every request of the run the same way,
-        # instead of being repeated by each of them.
-        self.auth_failure: CredentialError | None = None
-
-    def usable_credential(self, need: NeedCredential) -> Credential | None:
-        """The current credential, unless it expired or is the one the flow found stale."""
-        current = self.credential
-        if (
-            current is not None
-            and current is not need.stale
-            and time.monotonic() < self.credential_deadline
-        ):
-            return current
-        return None
+        self.credentials = CredentialCache()
 
 
 class Gateway:
@@ -365,67 +345,16 @@ class Gateway:
         )
 
     async def _credential(self, channel: ConnectorChannel, need: NeedCredential) -> Credential:
-        """The channel's credential: the current one, or a new one obtained exactly once
-        however many requests ask at the same moment (single flight)."""
-        current = channel.usable_credential(need)
-        if current is not None:
-            return current
-        async with channel.auth_lock:
-            if channel.auth_failure is not None:
-                raise channel.auth_failure
-            current = channel.usable_credential(need)
-            if current is not None:
-                return current
-            try:
-                credential = await self._obtain_credential(channel)
-            except CredentialError as exc:
-                channel.auth_failure = exc
-                raise
-            channel.credential = credential
-            channel.credential_deadline = (
-                float("inf")
-                if credential.expires_in is None
-                else time.monotonic() + credential.expires_in
-            )
-            self.redact.add(credential.secrets)
-            return credential
+        async def send_ok(request: Request) -> Response:
+            response = await self._send_with_retries(channel, request)
+            if response.status >= 400:
+                raise self._status_error(response)
+            return response
 
-    async def _obtain_credential(self, channel: ConnectorChannel) -> Credential:
-        connector = channel.connector
-        flow = connector.credential_flow()
-        if flow is None:
-            raise PluginError(
-                f"connector {connector.name!r}: its auth asked for a credential it cannot obtain"
-            )
-        outgoing: Request | None = None
-        try:
-            outgoing = next(flow)
-            while True:
-                response = await self._send_with_retries(channel, outgoing)
-                if response.status >= 400:
-                    raise self._status_error(response)
-                outgoing = flow.send(response)
-        except StopIteration as done:
-            credential: Credential = done.value
-            return credential
-        except RequestError as exc:
-            raise self._credential_error(connector, exc) from None
-        finally:
-            flow.close()
+        async def obtain() -> Credential:
+            return await run_credential_flow(channel.connector, send_ok, self.redact)
 
-    def _credential_error(self, connector: Connector, exc: RequestError) -> CredentialError:
-        excerpt = ""
-        if exc.response is not None and exc.response.body:
-            excerpt = f"; it answered {self.redact(exc.response.excerpt())!r}"
-        return CredentialError(
-            f"connector {connector.name!r} could not obtain its credential: {exc.message}{excerpt}",
-            request=exc.request,
-            response=exc.response,
-            attempts=exc.attempts,
-            url=exc.url,
-            reason=f"could not obtain the connector's credential: {exc.reason}",
-            connected=exc.connected,
-        )
+        return await channel.credentials.get(need, obtain, self.redact)
 
     async def _take_slots(self, channel: ConnectorChannel) -> None:
         """A slot on the connector's and the global limiter, outside any pause.
