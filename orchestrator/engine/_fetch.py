@@ -12,7 +12,9 @@ the run is the stage's ``on_failure``.
 
 Every batch goes downstream with its *mark* — which item, how many pages, whether the
 chain is done and where it would go on — so a resumed run skips what an earlier attempt
-carried to the run's ends and continues a chain from its last carried page.
+carried to the run's ends and continues a chain from its last carried page. Each page of
+a parallel set has a mark of its own: a resume sends the first page again (it is what
+says which pages there are) and then only the pages not carried.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from podium.pipeline import (
 )
 
 from ..http import QuotaExhausted
-from ..storage import DeadLetterRow, Mark
+from ..storage import DeadLetterRow, Mark, page_item
 from . import _streams
 from ._body import stream_item
 from ._checks import failure_data, response_data
@@ -261,9 +263,15 @@ class FetchTask:
                 self._bad_response(exc, response.url, key, values, pages)
                 return
             rest = paginator.rest(following) if following is not None else None
-            if rest is not None:
-                await self._emit(page, carried, ())
-                if await self._pages(paginator, [following, *rest], key, values, carried):  # type: ignore[list-item]
+            if rest is not None and following is not None:
+                progress = self.progress
+                carried_pages = (
+                    progress.pages_done(self.stage.name, key, self.sinks) if progress else {}
+                )
+                if 1 not in carried_pages:
+                    await self._emit(page, carried, self._page_marks(key, 1, len(records)))
+                requests = [following, *rest]
+                if await self._pages(paginator, requests, key, values, carried, carried_pages):
                     complete = self._complete(paginator, response.url, key, values, pages)
                     await self._emit_marked(
                         [], self._marks(key, pages + 1 + len(rest), done=complete)
@@ -288,11 +296,19 @@ class FetchTask:
         key: str,
         values: dict[str, Any],
         carried: dict[str, Any] | None,
+        carried_pages: dict[int, int],
     ) -> bool:
         """Pages known in advance, sent concurrently (the gateway's limiters bound them);
-        False when any of them failed. They carry no marks of their own: the chain is
-        marked done once all of them are through (a resume sends them all again)."""
-        pages = iter(enumerate(requests, start=2))
+        False when any of them failed. Each page is marked on its own; the chain is
+        marked done once all of them are through. ``carried_pages``: pages an earlier
+        attempt carried (number → records), not sent again but counted."""
+        for records in carried_pages.values():
+            paginator.count(records)
+        pages = iter(
+            (number, request)
+            for number, request in enumerate(requests, start=2)
+            if number not in carried_pages
+        )
         failed = False
 
         async def work() -> None:
@@ -302,8 +318,9 @@ class FetchTask:
                 if page is None:
                     failed = True
                 else:
-                    paginator.count(len(page[1]))
-                    await self._emit(page, carried, ())
+                    held = len(page[1])
+                    paginator.count(held)
+                    await self._emit(page, carried, self._page_marks(key, number, held))
 
         async with anyio.create_task_group() as tg:
             for i in range(min(len(requests), self.connector.config.concurrency)):
@@ -410,6 +427,12 @@ class FetchTask:
         self, key: str, pages: int, *, done: bool, resume: dict[str, Any] | None = None
     ) -> Marks:
         return (Mark(self.stage.name, key, pages, done, resume),) if self.marked else ()
+
+    def _page_marks(self, key: str, number: int, records: int) -> Marks:
+        """The mark of one page of a parallel set: done on its own, under its own name."""
+        if not self.marked:
+            return ()
+        return (Mark(self.stage.name, page_item(key, number, records), number, True),)
 
     def _idempotency(self, key: str) -> str:
         """The same for every retry and every resume of this run's item, and only for it."""

@@ -1,6 +1,6 @@
 """Storage: the database a run writes to, the tables it upserts into, and the journal."""
 
-from ._checkpoints import Mark, Progress, commit_marks
+from ._checkpoints import Mark, Progress, commit_marks, page_item
 from ._controls import Controls
 from ._database import Database, engine_url, open_database, store_error
 from ._history import hour_of
@@ -35,6 +35,7 @@ __all__ = [
     "hour_of",
     "infer_type",
     "open_database",
+    "page_item",
     "store_error",
     "utcnow",
 ]

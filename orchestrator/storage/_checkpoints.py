@@ -6,7 +6,10 @@ that ends the run without storing. ``page`` counts the pages carried so far; ``d
 says the item's whole chain was; ``resume`` is where a paginated chain goes on.
 
 Done items are kept as one list per commit (``podium_items_done``); a chain still going
-on keeps one row per item (``podium_checkpoints``) with its resume point.
+on keeps one row per item (``podium_checkpoints``) with its resume point. The pages of a
+parallel page set (known in advance, sent concurrently) are done items of their own,
+named by ``page_item`` with the records each held, so a resume sends only the missing
+pages and can still compare the chain's records with the API's stated total.
 """
 
 from __future__ import annotations
@@ -31,6 +34,23 @@ class Mark:
     page: int  # pages of this item's chain completed with this batch
     done: bool  # the chain is complete
     resume: dict[str, Any] | None = None  # where the chain goes on, when it is not done
+
+
+# Item keys are "#<index>", digests and "<key>@<window start>", none holding a "|".
+_PAGE_SEPARATOR = "|"
+
+
+def page_item(item: str, page: int, records: int) -> str:
+    """The done-item name of one page of ``item``'s parallel page set."""
+    return f"{item}{_PAGE_SEPARATOR}{page}{_PAGE_SEPARATOR}{records}"
+
+
+def _parse_page_item(name: str) -> tuple[str, int, int] | None:
+    item, sep, rest = name.partition(_PAGE_SEPARATOR)
+    page, sep2, records = rest.partition(_PAGE_SEPARATOR)
+    if not (sep and sep2 and page.isdigit() and records.isdigit()):
+        return None
+    return item, int(page), int(records)
 
 
 def commit_marks(conn: Connection, run_id: str, sink: str, marks: Iterable[Mark]) -> None:
@@ -104,9 +124,25 @@ class Progress:
     done_items: dict[tuple[str, str], set[str]]
     # (stage, item) → sink → (pages, resume)
     chains: dict[tuple[str, str], dict[str, tuple[int, dict[str, Any] | None]]]
+    # (stage, item) → sink → {page of its parallel set: the records it held}
+    pages: dict[tuple[str, str], dict[str, dict[int, int]]]
 
     def done(self, stage: str, item: str, sinks: frozenset[str]) -> bool:
         return bool(sinks) and all(item in self.done_items.get((stage, s), ()) for s in sinks)
+
+    def pages_done(self, stage: str, item: str, sinks: frozenset[str]) -> dict[int, int]:
+        """The pages of ``item``'s parallel set that every end has, with their records."""
+        reached = self.pages.get((stage, item))
+        if not reached or not sinks:
+            return {}
+        common: dict[int, int] | None = None
+        for sink in sinks:
+            there = reached.get(sink, {})
+            if common is None:
+                common = dict(there)
+            else:
+                common = {page: n for page, n in common.items() if page in there}
+        return common or {}
 
     def resume_point(self, stage: str, item: str, sinks: frozenset[str]) -> dict[str, Any] | None:
         """Where a partly carried chain goes on: the furthest page every end has reached.
@@ -128,9 +164,15 @@ class Progress:
 
 def load_progress(conn: Connection, run_id: str) -> Progress:
     done: dict[tuple[str, str], set[str]] = {}
+    pages: dict[tuple[str, str], dict[str, dict[int, int]]] = {}
     for row in conn.execute(select(items_done_table).where(items_done_table.c.run_id == run_id)):
         done.setdefault((row.stage, row.sink), set()).update(row.items)
+        for name in row.items:
+            parsed = _parse_page_item(name) if _PAGE_SEPARATOR in name else None
+            if parsed is not None:
+                item, page, records = parsed
+                pages.setdefault((row.stage, item), {}).setdefault(row.sink, {})[page] = records
     chains: dict[tuple[str, str], dict[str, tuple[int, dict[str, Any] | None]]] = {}
     for row in conn.execute(select(checkpoints_table).where(checkpoints_table.c.run_id == run_id)):
         chains.setdefault((row.stage, row.item), {})[row.sink] = (row.pages, row.resume)
-    return Progress(done, chains)
+    return Progress(done, chains, pages)
