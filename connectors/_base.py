@@ -219,8 +219,12 @@ class Connector:
 
     def streams(self, fetch: Fetch) -> bool:
         """Whether a single-request fetch reads its body as it arrives. Only the JSON
-        body is read whole (one document); ``auto`` streams until it knows."""
-        return self.body_format(fetch) in ("ndjson", "csv", "xml", "auto")
+        body is read whole (one document); ``auto`` streams until it knows. So is any
+        body whose rules read it: a rule on the body (``body.error == 'busy'``) must see
+        it before a record goes downstream, so such a fetch holds its body in memory."""
+        if self.body_format(fetch) not in ("ndjson", "csv", "xml", "auto"):
+            return False
+        return not any(rule.reads_body for rule in self.response_rules(fetch))
 
     def response_rules(self, fetch: Fetch) -> tuple[ResponseRule, ...]:
         """The rules that judge ``fetch``'s answers: its own first, then the connector's."""

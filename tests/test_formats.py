@@ -374,3 +374,36 @@ async def test_a_response_rule_ignores_a_streamed_fetchs_answer(
     assert result.status == "ok", result.run.error
     assert result.stats.stages["items"].ignored == 1
     assert stored(sqlite_url) == EXPECTED
+
+
+async def test_a_rule_on_the_body_sees_a_csv_endpoints_busy_answer_and_retries(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """An export endpoint that answers 200 with a JSON "busy" instead of its CSV: the body
+    rule reads the answer whole, retries, and only the real CSV's records are stored."""
+    from aiohttp import web
+
+    from .format_servers import csv_text
+
+    asked: list[int] = []
+
+    async def export(request: web.Request) -> web.Response:
+        asked.append(1)
+        if len(asked) < 3:
+            return web.json_response({"error": "busy"})
+        return web.Response(body=csv_text(ROWS), content_type="text/csv")
+
+    app = web.Application()
+    app.router.add_get("/export.csv", export)
+    base = await serve(app)
+    config = ConnectorConfig(
+        kind="http", base_url=base, format="csv", retry={"attempts": 4, "backoff": 0.01}
+    )
+    api = HttpConnector("api", config)
+    rules = [{"when": "body.error == 'busy'", "action": "retry"}]
+    assert not api.streams(Fetch(name="items", connector="api", path="/x", rules=rules))
+    assert api.streams(Fetch(name="items", connector="api", path="/x", rules=[]))
+    result = await run(pipeline("/export.csv", rules=rules), [api], database=sqlite_url)
+    assert result.status == "ok", result.run.error
+    assert len(asked) == 3 and (result.run.requests, result.run.retries) == (3, 2)
+    assert stored(sqlite_url) == EXPECTED
