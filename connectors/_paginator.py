@@ -6,6 +6,7 @@ See ``_pagination`` for the built-in types and the guarantees every chain keeps.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from typing import Any, Self
 
@@ -94,6 +95,10 @@ class _Paginator(BaseModel):
     # Records received so far in this chain, and whether max_pages ended it on purpose.
     _received: int = PrivateAttr(0)
     _capped: bool = PrivateAttr(False)
+    # A digest of the last page's body: an API that ignores the paging parameter (or a
+    # misspelt one) answers the same page again and again, and a chain with no stated
+    # total would follow it for ever.
+    _last_body: str | None = PrivateAttr(None)
 
     @field_validator("has_more", "stop_when")
     @classmethod
@@ -145,6 +150,8 @@ class _Paginator(BaseModel):
     def next(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         self._pages += 1
         self._received += len(records)
+        if records:
+            self._refuse_a_repeated_page(response)
         if self.max_pages is not None and self._pages >= self.max_pages:
             self._capped = True
             return None
@@ -157,6 +164,15 @@ class _Paginator(BaseModel):
             self._capped = True
             return None
         return self.advance(request, response, records)
+
+    def _refuse_a_repeated_page(self, response: Response) -> None:
+        digest = hashlib.blake2b(response.body, digest_size=16).hexdigest()
+        if digest == self._last_body:
+            raise ResponseError(
+                f"page {self._pages} answered exactly what page {self._pages - 1} did: the "
+                "API does not seem to read the paging parameter (is its name right?)"
+            )
+        self._last_body = digest
 
     def _stop_context(self, response: Response, records: list[Any]) -> dict[str, Any]:
         """What ``stop_when`` reads: header names in lower case (HTTP's are case-blind)."""

@@ -188,3 +188,32 @@ async def test_a_total_that_shrinks_midway_is_followed_not_overrun(
     result, ids = await fetch_into(await serve(app), sqlite_url, "/shrink", paginate)
     assert result.status == "ok", result.run.error
     assert ids == list(range(25))
+
+
+@pytest.mark.parametrize(
+    "paginate",
+    [
+        {"type": "offset", "offset_param": "ofset", "limit_param": "limit", "limit": 10},
+        {"type": "page_number", "param": "pge"},
+    ],
+    ids=["offset", "page_number"],
+)
+async def test_an_api_that_ignores_the_paging_parameter_ends_the_chain(
+    serve: Callable[..., Any], sqlite_url: str, paginate: dict[str, Any]
+) -> None:
+    """A misspelt parameter: the API answers its first page to every request. Without a
+    stated total the chain would follow it for ever; it ends at the first repeat, named."""
+    asked: list[dict[str, str]] = []
+
+    async def same(request: web.Request) -> web.Response:
+        asked.append(dict(request.query))
+        return web.json_response({"items": [{"id": i} for i in range(10)]})
+
+    app = web.Application()
+    app.router.add_get("/same", same)
+    result, ids = await fetch_into(await serve(app), sqlite_url, "/same", paginate, ratio=0.1)
+    assert len(asked) == 2
+    assert ids == list(range(10))
+    assert result.status == "failed"
+    [event] = [e for e in result.events if e.kind == "bad_response"]
+    assert "page 2 answered exactly what page 1 did" in event.message
