@@ -16,11 +16,11 @@ import re
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from podium.pipeline import BodyFormat, CsvOptions, Fetch, PipelineError, Record, ResponseError
 
+from . import _json
 from ._auth import AuthConfig, AuthFlow, CredentialFlow, _AuthBase, one_line
 from ._formats import (
     CsvDecoder,
@@ -335,8 +335,8 @@ class _JsonDocument:
     def close(self) -> list[Record]:
         body, self._parts = b"".join(self._parts), []
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            data = _json.loads(body)
+        except _json.JSONDecodeError as exc:
             excerpt = body[:60].decode("utf-8", "replace")
             raise ResponseError(
                 f"response is not JSON ({exc.msg}); it starts with {excerpt!r}"

@@ -26,6 +26,7 @@ import orjson
 
 from podium.pipeline import CsvOptions, Expr, MalformedBody, Record, ResponseError
 
+from . import _json
 from ._xml import XmlDecoder
 
 __all__ = ["CsvDecoder", "Decoder", "NdjsonDecoder", "XmlDecoder", "choose", "gunzip", "is_gzip"]
@@ -116,25 +117,28 @@ class NdjsonDecoder(_Deferred):
         data = self._rest + chunk if self._rest else chunk
         lines = data.split(b"\n")
         self._rest = lines.pop()
-        return self._decode(lines)
+        return self._decode(lines, _json.has_long_number(data))
 
     def close(self) -> list[Record]:
         self._raise_pending()
         rest, self._rest = self._rest, b""
-        out = self._decode([rest]) if rest.strip() else []
+        out = self._decode([rest], _json.has_long_number(rest)) if rest.strip() else []
         self._raise_pending()
         return out
 
-    def _decode(self, lines: list[bytes]) -> list[Record]:
+    def _decode(self, lines: list[bytes], long_numbers: bool) -> list[Record]:
+        """``long_numbers``: some line may hold an integer orjson would round (checked per
+        chunk, not per line: the test costs little per call, but lines are many)."""
         out: list[Record] = []
-        loads, records = orjson.loads, self._records
+        loads = _json.loads if long_numbers else orjson.loads
+        records = self._records
         for line in lines:
             self._line += 1
             if not line or line.isspace():
                 continue
             try:
                 value = loads(line)
-            except orjson.JSONDecodeError as exc:
+            except _json.JSONDecodeError as exc:
                 self.error = _bad("ndjson", self._line, f"not JSON ({exc.msg})")
                 break
             if records is not None:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import orjson
-
 from podium.pipeline import ResponseError
+
+from . import _json
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 EXCERPT_BYTES = 200
@@ -151,8 +151,8 @@ class Response:
     def json(self) -> Any:
         if self._json is _UNREAD:
             try:
-                self._json = orjson.loads(self.body)
-            except orjson.JSONDecodeError as exc:
+                self._json = _json.loads(self.body)
+            except _json.JSONDecodeError as exc:
                 raise ResponseError(
                     f"response is not JSON ({exc.msg}); it starts with {self.excerpt(60)!r}"
                 ) from None

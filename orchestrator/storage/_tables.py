@@ -105,10 +105,25 @@ class TableWriter:
         table = self._prepare(conn, rows, seen)
         columns = self._columns_for(table, seen)
         sql, to_tuple = self._statement(table, columns)
-        conn.exec_driver_sql(sql, [to_tuple(r) for r in rows])
+        try:
+            conn.exec_driver_sql(sql, [to_tuple(r) for r in rows])
+        except OverflowError:  # SQLite's driver, before the database saw the row
+            raise self._too_large(rows) from None
         if also is not None:
             also(conn)
         return len(rows)
+
+    def _too_large(self, rows: list[Record]) -> StoreError:
+        """Name the first integer the database cannot hold (SQLite's are 64-bit)."""
+        for row in rows:
+            for field, value in row.items():
+                if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                    return StoreError(
+                        f"table {self.table_name!r}: field {field!r} holds {value}, larger "
+                        "than the database's 64-bit integers; store it as text with "
+                        f'coerce = {{ {field} = "str" }} in a transform'
+                    )
+        return StoreError(f"table {self.table_name!r}: a value too large for the database")
 
     def _prepare(self, conn: sa.Connection, rows: list[Record], seen: set[str]) -> sa.Table:
         if self._table is None:
