@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._errors import PipelineError
 from ._schedule import Duration, parse_duration
 
 # Windows one run may ask for: more is a step too small for the range, not a plan.
@@ -62,7 +63,18 @@ class Window(BaseModel):
             raise ValueError("step must be a positive duration, e.g. 1d")
         if self.lookback < timedelta(0):
             raise ValueError("lookback cannot be negative")
+        # A first run's range of more windows than a run may ask for is a step too small:
+        # said at load, not when the run starts (a fixed start is judged as of today).
+        now = datetime.now(UTC)
+        if (self.range_end(now) - self.first_start(now)) / self.step > MAX_WINDOWS:
+            raise ValueError(self._too_many())
         return self
+
+    def _too_many(self) -> str:
+        return (
+            f"more than {MAX_WINDOWS:,} windows of {self.step} in one run: a larger step, "
+            "or a later start"
+        )
 
     def first_start(self, now: datetime) -> datetime:
         if isinstance(self.start, timedelta):
@@ -82,11 +94,8 @@ class Window(BaseModel):
             yield begin, stop
             begin = stop
             count += 1
-            if count > MAX_WINDOWS:
-                raise ValueError(
-                    f"more than {MAX_WINDOWS} windows of {self.step}: a larger step, or a "
-                    "later start"
-                )
+            if count > MAX_WINDOWS:  # a mark set far back (podium state set)
+                raise PipelineError(self._too_many())
 
     def render(self, when: datetime) -> str | int:
         when = when.astimezone(UTC)

@@ -147,3 +147,38 @@ def test_podium_state_show_set_and_reset(tmp_path: Path) -> None:
     reset = podium("state", "reset", "issues", "--yes")
     assert reset.exit_code == 0 and "1 value(s) removed" in reset.stdout
     assert podium("state", "show", "nope").exit_code == 2
+
+
+def test_a_window_too_fine_for_its_range_is_a_config_error(tmp_path: Path) -> None:
+    from .config_helpers import one_line_error
+
+    window = 'window = { start = "30d", step = "1s" }'
+    line = one_line_error(tmp_path, command="validate", fetch_extra=f"incremental = {{ {window} }}")
+    assert "incremental.window: more than 10,000 windows of 0:00:01 in one run" in line
+
+
+async def test_a_mark_set_too_far_back_fails_the_run_in_one_line(
+    tmp_path: Path, serve: Callable[..., Any]
+) -> None:
+    """The range is fine at load; `podium state set` moved the mark two years back."""
+    events = Events()
+    api = HttpConnector("api", ConnectorConfig(kind="http", base_url=await serve(events.app())))
+    fetch = Fetch.model_validate({
+        "name": "events", "connector": "api", "path": "/events",
+        "incremental": {"window": {"start": "2d", "step": "1h"}},
+    })  # fmt: skip
+    pipeline = Pipeline(
+        name="events", stages=[fetch, Store(name="save", table="events", key=["id"])]
+    )
+    database = f"sqlite:///{tmp_path / 'p.db'}"
+    assert (await run(pipeline, [api], database=database)).status == "ok"
+    async with open_database(database) as db:
+        journal = Journal(db)
+        [item] = await journal.all_state("events")
+        await journal.set_state("events", item["key"], "2023-01-01T00:00:00+00:00")
+    events.windows.clear()
+    result = await run(pipeline, [api], database=database)
+    assert result.status == "failed" and events.windows == []
+    assert result.run.error is not None
+    assert result.run.error.startswith("more than 10,000 windows of 1:00:00 in one run")
+    assert "internal error" not in result.run.error
