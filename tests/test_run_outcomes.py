@@ -173,3 +173,33 @@ async def test_garbage_response_is_recorded_not_fatal(
     assert result.events[0].kind == "bad_response"
     assert "response is not JSON" in result.events[0].message
     assert db_rows(sqlite_url, "select id from t order by id") == [(0,), (1,), (2,), (4,)]
+
+
+async def test_a_dry_run_holds_back_a_post_and_is_not_a_failure(
+    serve: Callable[..., object], sqlite_url: str
+) -> None:
+    """A dry run does not send what changes things; that is not lost work (it failed the
+    run by the policy's ratio: a dry run of a correct pipeline always failed)."""
+    posted: list[object] = []
+
+    async def create(request: web.Request) -> web.Response:
+        posted.append(await request.json())
+        return web.json_response({"id": 1})
+
+    app = web.Application()
+    app.router.add_post("/things", create)
+    base = await serve(app)
+    api = HttpConnector("api", ConnectorConfig(kind="http", base_url=str(base)))
+    pipeline = Pipeline(
+        name="create",
+        stages=[
+            Fetch(name="make", connector="api", method="POST", path="/things", body={"n": 1}),
+            Store(name="save", table="things", key=["id"]),
+        ],
+    )
+    result = await run(pipeline, [api], database=sqlite_url, dry_run=True)
+    assert posted == []
+    assert result.status == "ok", result.run.error
+    stage = result.stats.stages["make"]
+    assert (stage.dry_run_skipped, stage.not_sent, result.run.skipped_requests) == (1, 0, 0)
+    assert [e.kind for e in result.events] == ["dry_run_skipped"]

@@ -193,8 +193,8 @@ class FetchTask:
         stage = self.stage
         if self.skip_side_effects:
             # A dry run changes nothing: a POST, PUT, PATCH or DELETE is not sent.
-            self.stats.not_sent += 1
-            if self.stats.not_sent == 1:
+            self.stats.dry_run_skipped += 1
+            if self.stats.dry_run_skipped == 1:
                 self.ctx.event(
                     "dry_run_skipped",
                     f"{stage.method} requests of stage {stage.name!r} are not sent in a dry run",

@@ -19,6 +19,9 @@ class StageStats:
     not_sent: int = 0  # planned but never sent: a template that did not render, no credential
     ignored: int = 0  # answered, and a response rule said to ignore it (no records)
     stopped: int = 0  # not sent: the run stopped first (the API's quota was used up)
+    # Not sent on purpose: a dry run holds back requests that change things. Not lost
+    # work, so not in the policy's ratio: a dry run of a correct pipeline is not a failure.
+    dry_run_skipped: int = 0
     planned: int | None = None  # fan-out items, when known up front
     done: int = 0  # fan-out items finished (fetch) or batches written (store)
     finished: bool = False
@@ -37,6 +40,8 @@ class StageStats:
                 data["ignored"] = self.ignored
             if self.stopped:
                 data["stopped"] = self.stopped
+            if self.dry_run_skipped:
+                data["dry_run_skipped"] = self.dry_run_skipped
         if self.rejected:
             data["rejected"] = self.rejected
         return data
