@@ -298,3 +298,22 @@ async def test_resume_is_refused_when_the_pipeline_changed(
     assert len(lines) == 1 and "another definition of the pipeline" in lines[0], lines
     # Refused before it was claimed: the interrupted run is left as it was.
     assert query(config, "select status, attempt from podium_runs") == [("interrupted", 1)]
+
+
+async def test_sigterm_records_the_run_interrupted_at_once(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    """`timeout`, systemd and container runtimes stop a process with SIGTERM: the run is
+    recorded interrupted as it goes (it stayed `running` until its lease ran out)."""
+    server = Counting(delay=0.02)
+    config = write_config(tmp_path, await serve(server.app()))
+    process = start(config, "fanout")
+    await wait_for(lambda: sum(server.items.values()) >= 50, 60, what="the run to get going")
+    process.send_signal(signal.SIGTERM)
+    code = await anyio.to_thread.run_sync(lambda: process.wait(30))
+    assert code == 130, (tmp_path / "run.log").read_text()
+    [(status, stored)] = query(config, "select status, stored from podium_runs")
+    assert status == "interrupted" and stored > 0
+    resumed = start(config, "fanout", "--resume")  # no lease to wait for: it was let go
+    assert await anyio.to_thread.run_sync(lambda: resumed.wait(120)) == 0
+    assert query(config, "select count(*) from items") == [(2000,)]

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,31 +135,50 @@ async def _execute(
         alerts=() if replaying else config.rules.get(name, ()),
         transport=transports,
     )
-    async with open_database(config.database.url) as database:
-        if resume:
-            claimed = await _interrupted_run(config, database, pipeline, params)
-            run = functools.partial(run, resume=claimed)
-        if progress is None:
-            done = await run(database=database)
-            return done, await deliver_own(config, database, done)
-        from podium.orchestrator import configure_logging
+    with _sigterm_as_interrupt():
+        async with open_database(config.database.url) as database:
+            if resume:
+                claimed = await _interrupted_run(config, database, pipeline, params)
+                run = functools.partial(run, resume=claimed)
+            if progress is None:
+                done = await run(database=database)
+                return done, await deliver_own(config, database, done)
+            from podium.orchestrator import configure_logging
 
-        from ._progress import LiveProgress
+            from ._progress import LiveProgress
 
-        live = LiveProgress(progress, stats)
-        result: RunResult | None = None
-        configure_logging(level=log_level, sink=live.log, colorize=True, replace_default=True)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(live.run, name="progress")
-                try:
-                    result = await run(database=database)
-                finally:
-                    tg.cancel_scope.cancel()
-        finally:
-            configure_logging(level=log_level, replace_default=True)
-        assert result is not None
-        return result, await deliver_own(config, database, result)
+            live = LiveProgress(progress, stats)
+            result: RunResult | None = None
+            configure_logging(level=log_level, sink=live.log, colorize=True, replace_default=True)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(live.run, name="progress")
+                    try:
+                        result = await run(database=database)
+                    finally:
+                        tg.cancel_scope.cancel()
+            finally:
+                configure_logging(level=log_level, replace_default=True)
+            assert result is not None
+            return result, await deliver_own(config, database, result)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a container stopping, `timeout`, systemd) ends the run as Ctrl-C does: the
+    event loop's SIGINT handler cancels the run, which records itself `interrupted` for
+    --resume. Left alone, SIGTERM killed the process and the run stayed `running` until
+    its lease ran out. Only where the loop installed that handler (the main thread)."""
+    handler = signal.getsignal(signal.SIGINT)
+    main = threading.current_thread() is threading.main_thread()
+    if not main or not callable(handler) or handler is signal.default_int_handler:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
