@@ -4,6 +4,7 @@ stopping a run cleanly (partial, cursor kept) for the next run to continue."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import sqlite3
@@ -353,3 +354,51 @@ async def test_every_attempt_takes_a_slot(serve: Callable[..., Any], sqlite_url:
     assert len(times) == 3
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(gap >= 0.09 for gap in gaps), gaps
+
+
+@pytest.mark.parametrize(
+    ("refusal", "on_quota"),
+    [({}, "stop"), ({"Retry-After": "3600"}, "stop"), ({"Retry-After": "3600"}, "wait")],
+    ids=["429, stop", "429 retry after an hour, stop", "429 retry after an hour, wait"],
+)
+async def test_a_quota_stop_in_a_fan_out_counts_every_item_once(
+    serve: Callable[..., Any], sqlite_url: str, refusal: dict[str, str], on_quota: str
+) -> None:
+    """30 items, a quota of 10 that resets in an hour: the first requests go out together
+    (nothing is known yet), the ones past the quota get 429s, and the rest are never
+    sent. Every item is either stored or `stopped`; a retry that was never sent is not a
+    retry; a request the server saw is counted as sent. A 429 asking to wait an hour is
+    the quota used up too, beyond what the connector waits (max_wait, 60 s by default)."""
+    seen: list[int] = []
+    quota = {"left": 10}
+    app = web.Application()
+
+    async def item(request: web.Request) -> web.Response:
+        seen.append(int(request.match_info["n"]))
+        await asyncio.sleep(0.05)  # the first wave is in flight before any answer
+        if quota["left"] <= 0:
+            return web.json_response({"error": "quota"}, status=429, headers=refusal)
+        quota["left"] -= 1
+        headers = {"X-RateLimit-Remaining": str(quota["left"]), "X-RateLimit-Reset": "3600"}
+        return web.json_response({"id": int(request.match_info["n"])}, headers=headers)
+
+    app.router.add_get("/quota/{n}", item)
+    base = await serve(app)
+    api = HttpConnector(
+        "api", ConnectorConfig(kind="http", base_url=base, concurrency=16, on_quota=on_quota)
+    )
+    pipeline = Pipeline(
+        name="quota",
+        stages=[
+            Fetch(name="f", connector="api", for_each={"range": [0, 30]}, path="/quota/{value}"),
+            Store(name="save", table="items", key=["id"]),
+        ],
+    )
+    result = await run(pipeline, [api], database=sqlite_url)
+    assert result.status == "partial", result.run.error
+    stage = result.stats.stages["f"]
+    assert len(seen) == len(set(seen))  # nothing was sent twice
+    assert (result.run.requests, result.run.retries) == (len(seen), 0)
+    assert stage.requests == len(seen)  # sent, whatever the answer
+    assert result.run.stored == 10
+    assert stage.stopped == 30 - 10  # every item not stored was stopped, once

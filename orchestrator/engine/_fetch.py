@@ -123,7 +123,8 @@ class FetchTask:
         async def work() -> None:
             with self._working():
                 for key, values, window in planned:
-                    if self.ctx.stopped:
+                    if self.ctx.stopped:  # this item and the rest are left for the next run
+                        self.stats.stopped += 1 + sum(1 for _ in planned)
                         return
                     await self.item(key, values, window)
                     self._trackers.pop(key, None)
@@ -147,8 +148,9 @@ class FetchTask:
             async with records:
                 with self._working():
                     async for record in _streams.drain(records):
-                        if self.ctx.stopped:
-                            continue  # drained, so the feed ends; nothing more is sent
+                        if self.ctx.stopped:  # drained, so the feed ends; nothing is sent
+                            self.stats.stopped += 1
+                            continue
                         for key, values, window in self._windowed(
                             iter([(item_key(None, record), record)])
                         ):
@@ -391,7 +393,8 @@ class FetchTask:
         try:
             response = await self.ctx.gateway.send(self.stage.connector, request, self.rules)
         except QuotaExhausted as exc:
-            stats.requests -= 1  # it was not sent
+            if not exc.sent:
+                stats.requests -= 1  # it never went out
             stats.stopped += 1
             self._stop(exc)
             return None

@@ -18,7 +18,9 @@ class StageStats:
     failed: int = 0  # of those, failed for good (or a page chain short of its total)
     not_sent: int = 0  # planned but never sent: a template that did not render, no credential
     ignored: int = 0  # answered, and a response rule said to ignore it (no records)
-    stopped: int = 0  # not sent: the run stopped first (the API's quota was used up)
+    # Not done because the run stopped first (the API's quota was used up): never sent, or
+    # sent and answered 429 with no retry possible within the connector's wait.
+    stopped: int = 0
     # Not sent on purpose: a dry run holds back requests that change things. Not lost
     # work, so not in the policy's ratio: a dry run of a correct pipeline is not a failure.
     dry_run_skipped: int = 0

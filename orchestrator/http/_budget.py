@@ -85,10 +85,13 @@ class QuotaExhausted(Exception):
     Not a PodiumError: it never reaches a user as a failure, the fetch stage turns it into
     a clean stop (the run ends ``partial``)."""
 
-    def __init__(self, message: str, until: float) -> None:
+    def __init__(self, message: str, until: float, *, sent: int = 0) -> None:
         super().__init__(message)
         self.message = message
         self.until = until
+        # Attempts of this request that went out before the quota stopped it (a 429 whose
+        # retry would have had to wait too long): 0 when the request was never sent.
+        self.sent = sent
 
 
 class Budget:
@@ -158,6 +161,20 @@ class Budget:
         self.remaining = quota.remaining - self.in_flight
         if quota.reset is not None:
             self.window_end = time.monotonic() + quota.reset + RESET_MARGIN
+
+    def refused(self, seconds: float, sent: int) -> QuotaExhausted | None:
+        """A 429 asked to wait ``seconds``, longer than the retry policy waits: the quota
+        is used up, and the run stops as the headers would have stopped it — unless the
+        connector waits out a quota that long (then the request fails as asked)."""
+        settings = self.settings
+        if settings.on_quota != "stop" and seconds <= settings.max_wait:
+            return None
+        self.exhausted = QuotaExhausted(
+            f"connector {self.name!r}: the API answered 429 with Retry-After {seconds:.0f}s: "
+            "the run stops here and the next run continues",
+            time.monotonic() + seconds,
+        )
+        return QuotaExhausted(self.exhausted.message, self.exhausted.until, sent=sent)
 
     def _hold(self, seconds: float) -> None:
         """Nothing is left until ``seconds`` from now: wait, or stop when that is longer

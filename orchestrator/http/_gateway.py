@@ -57,9 +57,9 @@ from podium.pipeline import (
 )
 
 from .._redact import Redactor
-from ._budget import BUDGETS, Budget, Budgets
+from ._budget import BUDGETS, Budget, Budgets, QuotaExhausted
 from ._credentials import CredentialCache, run_credential_flow
-from ._retry import Accept, GiveUp, Retry, decide_answer, decide_failure
+from ._retry import Accept, GiveUp, Retry, decide_answer, decide_failure, retry_after_seconds
 from ._stats import LATENCY_BUCKETS, ConnectorStats
 from ._transport import AiohttpTransport, Transport
 
@@ -218,7 +218,11 @@ class Gateway:
             attempt += 1
             decision: Retry | GiveUp | Accept | None
             try:
-                response = await self._attempt(channel, request)
+                response = await self._attempt(channel, request, retry=attempt > 1)
+            except QuotaExhausted as exc:
+                if attempt == 1:
+                    raise
+                raise QuotaExhausted(exc.message, exc.until, sent=attempt - 1) from None
             except TransportError as exc:
                 stats.errors[exc.kind] += 1
                 decision = decide_failure(policy, attempt, exc.message)
@@ -246,8 +250,10 @@ class Gateway:
                     await response.stream.aclose()
                 if isinstance(decision, GiveUp):
                     response.attempts = attempt
+                    stop = self._quota_refused(channel, response, attempt)
+                    if stop is not None:
+                        raise stop
                     raise self._status_error(response, decision.reason)
-            stats.retries += 1
             if decision.pause:
                 channel.paused_until = max(channel.paused_until, time.monotonic() + decision.delay)
             logger.debug(
@@ -255,15 +261,19 @@ class Gateway:
             )
             await anyio.sleep(decision.delay)
 
-    async def _attempt(self, channel: ConnectorChannel, request: Request) -> Response:
+    async def _attempt(
+        self, channel: ConnectorChannel, request: Request, *, retry: bool = False
+    ) -> Response:
         """One attempt: a slot on both limiters and the rate budget, then the exchange and
-        its redirects."""
+        its redirects. A retry is counted once it goes out (the budget may stop it)."""
         await self._take_slots(channel)
         try:
             budget = channel.budget
             if budget is None:
+                channel.stats.retries += retry
                 return await self._exchange(channel, request)
             await budget.take(request.url, lambda: channel.paused_until)
+            channel.stats.retries += retry
             answered: Response | None = None
             try:
                 answered = await self._exchange(channel, request)
@@ -355,6 +365,16 @@ class Gateway:
             return await run_credential_flow(channel.connector, send_ok, self.redact)
 
         return await channel.credentials.get(need, obtain, self.redact)
+
+    def _quota_refused(
+        self, channel: ConnectorChannel, response: Response, sent: int
+    ) -> QuotaExhausted | None:
+        """A 429 given up on for its long Retry-After is the quota used up: a clean stop
+        of the run where the connector stops on quota (not a failed request)."""
+        if response.status != 429 or channel.budget is None:
+            return None
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        return None if wait is None else channel.budget.refused(wait, sent)
 
     async def _take_slots(self, channel: ConnectorChannel) -> None:
         """A slot on the connector's and the global limiter, outside any pause.
