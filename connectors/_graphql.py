@@ -55,12 +55,18 @@ class GraphQLCursor(_Paginator):
             )
         return None
 
+    def vet(self, response: Response) -> None:
+        # `{"errors": [...], "data": null}` is GraphQL's usual error answer: its records
+        # path matches nothing, and that is not what went wrong. (A partial answer, data
+        # and errors, keeps its records; ``advance`` then ends the chain on its errors.)
+        body = response.json()
+        if isinstance(body, dict) and body.get("data") is None:
+            _raise_errors(body)
+
     def advance(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         body = response.json()
-        if isinstance(body, dict) and body.get("errors"):
-            first = body["errors"][0] if isinstance(body["errors"], list) else body["errors"]
-            message = first.get("message", first) if isinstance(first, dict) else first
-            raise ResponseError(f"GraphQL answered with errors: {str(message)[:200]}")
+        if isinstance(body, dict):
+            _raise_errors(body)
         info = self._page_info.search(body)
         if not isinstance(info, dict):
             raise ResponseError(f"page_info {self.page_info!r} matched no pageInfo object")
@@ -74,3 +80,12 @@ class GraphQLCursor(_Paginator):
             raise ResponseError(f"cursor {key!r} came back again: the API would loop")
         self._sent.add(key)
         return place(request, "body", f"variables.{self.variable}", cursor, None)
+
+
+def _raise_errors(body: dict[str, Any]) -> None:
+    """A GraphQL answer's ``errors``, as one named bad response (the first message)."""
+    errors = body.get("errors")
+    if errors:
+        first = errors[0] if isinstance(errors, list) else errors
+        message = first.get("message", first) if isinstance(first, dict) else first
+        raise ResponseError(f"GraphQL answered with errors: {str(message)[:200]}")

@@ -147,6 +147,11 @@ class _Paginator(BaseModel):
     def first(self, request: Request) -> Request:
         return request
 
+    def vet(self, response: Response) -> None:
+        """Before a page's records are read: raise ``ResponseError`` for an answer that is
+        an error in disguise (a 200 carrying an error document), so the error is what the
+        run reports rather than the records it lacks."""
+
     def next(self, request: Request, response: Response, records: list[Any]) -> Request | None:
         self._pages += 1
         self._received += len(records)

@@ -86,7 +86,9 @@ async def run_issues(
     connector = HttpConnector("gh", ConnectorConfig(kind="http", base_url=base))
     result = await run(pipeline, [connector], database=sqlite_url)
     with sqlite3.connect(Path(sqlite_url.removeprefix("sqlite:///"))) as db:
-        rows = db.execute("select number, title from issues order by number").fetchall()
+        stored = db.execute("select 1 from sqlite_master where name = 'issues'").fetchall()
+        query = "select number, title from issues order by number"
+        rows = db.execute(query).fetchall() if stored else []
     return result, rows
 
 
@@ -139,3 +141,17 @@ def test_graphql_cursor_without_a_post_body_is_a_one_line_config_error() -> None
         api.check_fetch(stage)
     message = caught.value.message
     assert "\n" not in message and "graphql_cursor" in message and "POST" in message
+
+
+async def test_a_graphql_error_with_no_data_is_named_not_a_missing_records_path(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """`{"errors": [...], "data": null}`: the run's cause is GraphQL's message, not "records
+    path … matched nothing" (which sent users looking at their config)."""
+    server = GraphQL()
+    lost = {**BODY, "variables": {"owner": "nobody", "first": 10}}
+    result, rows = await run_issues(await serve(server.app()), sqlite_url, BUILT_IN, body=lost)
+    assert rows == [] and result.status != "ok"  # partial or failed by the policy (1.0 here)
+    [event] = [e for e in result.events if e.kind == "bad_response"]
+    assert "GraphQL answered with errors: owner lost" in event.message
+    assert "matched nothing" not in (result.run.error or "")

@@ -250,7 +250,7 @@ class FetchTask:
     ) -> None:
         pending: Request | None = request
         while pending is not None:
-            page = await self._send(pending, key, values, pages + 1)
+            page = await self._send(pending, key, values, pages + 1, paginator)
             if page is None:
                 return  # the failure is recorded; the item stays to be done
             pages += 1
@@ -316,7 +316,7 @@ class FetchTask:
         async def work() -> None:
             nonlocal failed
             for number, request in pages:
-                page = await self._send(request, key, values, number)
+                page = await self._send(request, key, values, number, paginator)
                 if page is None:
                     failed = True
                 else:
@@ -345,12 +345,18 @@ class FetchTask:
 
     # -- one request ------------------------------------------------------------------------
     async def _send(
-        self, request: Request, key: str, values: dict[str, Any], page: int
+        self,
+        request: Request,
+        key: str,
+        values: dict[str, Any],
+        page: int,
+        paginator: Paginator | None = None,
     ) -> Page | None:
         """One logical request and its records; None when it failed (recorded).
 
         Its outcome — an answer of any status, or the failure that prevented one — goes to
-        the fetch's response checks first.
+        the fetch's response checks first. ``paginator`` vets a page before its records
+        are read (a GraphQL error answer is a 200 whose records are not there).
         """
         response = await self._answer(request, key, values, page)
         if response is None:
@@ -360,6 +366,8 @@ class FetchTask:
             self.stats.ignored += 1
             return response, records
         try:
+            if paginator is not None:
+                paginator.vet(response)
             if not self.reads_nothing:
                 records = self.connector.records(self.stage, response)
             if self._trackers:
