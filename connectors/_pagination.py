@@ -217,6 +217,10 @@ class PageNumber(_Placed):
         last = self.start + self._page_budget(pages)
         return [self.put(following, p) for p in range(self._page + 1, last)]
 
+    def unfetched(self) -> int:
+        pages = self._pages_known()
+        return 0 if pages is None else max(0, pages - self._pages)
+
     def shortfall(self) -> str | None:
         if self._total_records is not None:
             return self._short_of(self._total_records, self.total)
@@ -279,6 +283,13 @@ class Offset(_Placed):
         pages = self._page_budget(math.ceil(self._total / step))
         offsets = range(self._offset + step, min(self._total, pages * step), step)
         return [self.put(following, o) for o in offsets]
+
+    def unfetched(self) -> int:
+        if self._total is None or self._pages == 0:
+            return 0
+        # Pages of the size the first page really had (the server's, when it caps them).
+        size = max(1, self._received // self._pages) if self._received else self.limit
+        return max(0, math.ceil((self._total - self._received) / size))
 
     def shortfall(self) -> str | None:
         return self._short_of(self._total, self.total)

@@ -206,6 +206,11 @@ class _Paginator(BaseModel):
         """Records received on a page fetched from ``rest`` (concurrently)."""
         self._received += records
 
+    def unfetched(self) -> int:
+        """Once the chain broke on a failed page: how many pages the API stated that the
+        chain did not fetch, the failed one included (0 when no total says)."""
+        return 0
+
     def shortfall(self) -> str | None:
         """Once the chain is over: why it holds fewer records than the API stated, or None.
         Paginators that know no total have nothing to compare with."""

@@ -201,3 +201,48 @@ def test_a_bad_stop_when_is_a_one_line_config_error(paginate: dict[str, Any], wo
         api.check_fetch(stage)
     message = caught.value.message
     assert "\n" not in message and message.startswith("paginate") and words in message
+
+
+@pytest.mark.parametrize("paginate", [PAGED, STARTED], ids=["_page", "_start"])
+async def test_a_parallel_set_stops_at_the_first_empty_page_of_a_lying_total(
+    paginate: dict[str, Any], serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """It claims 2,000 records and has 47: the set stops asking after an empty page (it
+    sent all 400 pages), and the run says it holds 47 of 2,000."""
+    server = JsonServer(stated=2000, delay=0.01)
+    result, rows = await run_posts(await serve(server.app()), sqlite_url, paginate)
+    assert rows == [(r["id"], r["title"]) for r in DATA]
+    assert len(server.asked) <= 10 + 64  # the pages with data, and those already in flight
+    assert result.status == "failed"
+    [event] = [e for e in result.events if e.kind == "incomplete_pagination"]
+    assert "47 of the 2000 records" in event.message
+
+
+async def test_a_chain_broken_midway_counts_the_pages_it_could_not_fetch(
+    serve: Callable[..., Any], sqlite_url: str
+) -> None:
+    """Ten pages stated, page 4 fails for good: 7 pages are lost, not "1 of 4 requests"
+    (which a policy of 0.5 let pass as partial)."""
+    app = web.Application()
+
+    async def posts(request: web.Request) -> web.Response:
+        page = int(request.query["_page"])
+        if page == 4:
+            return web.json_response({"error": "down"}, status=500)
+        return web.json_response({"items": [{"id": page}], "pages": 10})
+
+    app.router.add_get("/posts", posts)
+    config = ConnectorConfig(kind="http", base_url=await serve(app), retry={"attempts": 1})
+    stage = Fetch.model_validate({
+        "name": "posts", "connector": "api", "path": "/posts", "records": "items",
+        "paginate": {"type": "page_number", "param": "_page", "total_pages": "pages"},
+    })  # fmt: skip
+    pipeline = Pipeline(
+        name="posts",
+        policy=RunPolicy(max_failed_ratio=0.5),
+        stages=[stage, Store(name="save", table="posts", key=["id"])],
+    )
+    result = await run(pipeline, [HttpConnector("api", config)], database=sqlite_url)
+    assert result.run.stored == 3
+    assert (result.run.failed_requests, result.run.skipped_requests) == (1, 6)
+    assert result.status == "failed", result.run.error

@@ -251,8 +251,11 @@ class FetchTask:
         pending: Request | None = request
         while pending is not None:
             page = await self._send(pending, key, values, pages + 1, paginator)
-            if page is None:
-                return  # the failure is recorded; the item stays to be done
+            if page is None:  # the failure is recorded; the item stays to be done
+                # The pages the API said follow are lost work too: the run's ratio and its
+                # counts say so (a broken chain of 10 pages at page 4 is not "1 of 4").
+                self.stats.not_sent += max(0, paginator.unfetched() - 1)
+                return
             pages += 1
             response, records = page
             if response.action == "ignore":  # a rule said so: the chain ends here, done
@@ -312,15 +315,19 @@ class FetchTask:
             if number not in carried_pages
         )
         failed = False
+        ended = False  # a page came back empty: the stated total was more than there is
 
         async def work() -> None:
-            nonlocal failed
+            nonlocal failed, ended
             for number, request in pages:
+                if ended:  # the pages after it would be empty too; the shortfall is reported
+                    return
                 page = await self._send(request, key, values, number, paginator)
                 if page is None:
                     failed = True
                 else:
                     held = len(page[1])
+                    ended = ended or held == 0
                     paginator.count(held)
                     await self._emit(page, carried, self._page_marks(key, number, held))
 
