@@ -197,14 +197,18 @@ async def test_ten_kills_during_a_fan_out_lose_nothing_and_redo_only_what_was_in
     redone = total - 2000
     print(f"{kills} kills: {total} requests in all, {redone} redone")
     assert redone <= 16 * kills  # at most what was in flight at each kill
-    [(status, attempt, stored, requests, attempts)] = query(
-        config, "select status, attempt, stored, requests, attempts from podium_runs"
+    [(status, attempt, stored, requests, attempts, records_in)] = query(
+        config,
+        "select status, attempt, stored, requests, attempts, records_in from podium_runs",
     )
     # One row accounts for every attempt: stored exactly (it is counted in the rows' own
     # transactions), requests as of each killed attempt's last heartbeat.
     assert (status, attempt, stored) == ("ok", kills + 1, 2000)
     assert len(orjson.loads(attempts)) == kills
     assert 0 < requests <= total
+    # Each attempt's counters were written with its last commit: what it read is never
+    # less than what it stored (as of a heartbeat, records_in fell short of stored).
+    assert records_in >= stored
 
 
 async def test_a_cursor_chain_resumes_at_the_first_page_not_stored(
@@ -276,6 +280,7 @@ async def test_a_killed_run_shows_interrupted_with_its_counts_without_any_daemon
     assert time.monotonic() - killed <= 2 * 1.0 + 1.5  # two leases (and a command's start-up)
     assert "abandoned" in run["error"] and "stopped renewing its lease" in run["error"]
     assert run["stored"] > 0 and run["requests"] > 0  # what it really did, not zeros
+    assert run["records_in"] >= run["stored"] and run["requests"] >= run["stored"]
     assert run["stored"] == query(config, "select count(*) from items")[0][0]
 
 

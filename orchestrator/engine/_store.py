@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from podium.pipeline import Record, Store
 
-from ..storage import Mark, TableWriter, add_stored, commit_marks
+from ..storage import Mark, TableWriter, add_stored, commit_marks, write_counts
 from ._context import RunContext
 from ._stage_io import Inbox, Marks, batches
 
@@ -123,11 +123,17 @@ class StoreTask:
         self.stats.done += 1
 
     def _progress(self, conn: Connection, *, marks: list[Mark], rows: int) -> None:
-        """In the rows' own transaction: their marks, and the run's stored count."""
+        """In the rows' own transaction: their marks, the run's stored count and its other
+        counters — so a killed run's row reads requests and records as of its last commit,
+        beside the exact `stored` (as of its last heartbeat, `records_in` fell short of
+        `stored`). One prebuilt UPDATE: ~0.1 ms a commit (W2, a commit per page: +6 %)."""
+        ctx = self.ctx
         if marks:
-            commit_marks(conn, self.ctx.run.id, self.stage.name, marks)
-        if self.ctx.progress_kept:
-            add_stored(conn, self.ctx.run.id, rows)
+            commit_marks(conn, ctx.run.id, self.stage.name, marks)
+        if ctx.progress_kept:
+            add_stored(conn, ctx.run.id, rows)
+            ctx.copy_counts()
+            write_counts(conn, ctx.run)
 
 
 def _drained(inbox: Inbox | None) -> bool:

@@ -7,7 +7,7 @@ from ._history import hour_of
 from ._journal import LEASE, MAX_EVENTS_PER_RUN, Journal
 from ._monitoring import Monitoring
 from ._rows import CheckResultRow, DeadLetterRow, RunEventRow, RunRow, SagaStepRow
-from ._runs import add_stored
+from ._runs import add_stored, write_counts
 from ._schema import COUNTS, JOURNAL_TABLES, RUN_STATUSES, utcnow
 from ._tables import TableWriter, infer_type
 
@@ -38,4 +38,5 @@ __all__ = [
     "page_item",
     "store_error",
     "utcnow",
+    "write_counts",
 ]

@@ -34,7 +34,7 @@ from ._rows import (
     SagaStepRow,
     row_values,
 )
-from ._schema import COUNTS, create_tables, utcnow
+from ._schema import create_tables, utcnow
 
 # A run renews its lease with every heartbeat (every few seconds); one that has not for
 # this long has lost its owner.
@@ -85,8 +85,8 @@ class Journal:
         elsewhere); ``cancel`` when a cancel was requested for it."""
         now = utcnow()
         run.heartbeat_at, run.lease_expires_at = now, now + self.lease
-        values = {name: getattr(run, name) for name in COUNTS if name != "stored"}
-        values |= {"stages": run.stages, "heartbeat_at": now, "lease_expires_at": now + self.lease}
+        values = _runs.live_counts(run)
+        values |= {"heartbeat_at": now, "lease_expires_at": now + self.lease}
         return await self.db.run(
             "recording the run's progress", _runs.heartbeat, run.id, run.attempt, values
         )

@@ -19,7 +19,9 @@ from ..alerts import AlertRule, Outcome
 from ._alerts import apply_outcomes
 from ._checkpoints import clear_progress
 from ._history import record_checks, record_run
+from ._rows import RunRow
 from ._schema import (
+    COUNTS,
     checks_table,
     dead_letters_table,
     events_table,
@@ -95,6 +97,33 @@ _ADD_STORED = (
     update(RUNS)
     .where(RUNS.c.id == sa.bindparam("run_id"))
     .values(stored=RUNS.c.stored + sa.bindparam("rows", type_=sa.Integer))
+)
+
+
+def live_counts(run: RunRow) -> dict[str, Any]:
+    """The counters a running run writes to its row (``stored`` is added by the store's
+    own transactions, exactly)."""
+    values = {name: getattr(run, name) for name in COUNTS if name != "stored"}
+    values["stages"] = run.stages
+    return values
+
+
+def write_counts(conn: Connection, run: RunRow) -> None:
+    """The run's counters, in the transaction that stores rows: a killed run's row then
+    says what it had sent and read as of its last commit, beside the exact ``stored``."""
+    conn.execute(_WRITE_COUNTS, {"_id": run.id, "_attempt": run.attempt, **live_counts(run)})
+
+
+# Built once: it runs with a store's commits, and building an UPDATE costs more than
+# running it (a chain commits hundreds of pages a second).
+_WRITE_COUNTS = (
+    update(RUNS)
+    .where(
+        (RUNS.c.id == sa.bindparam("_id"))
+        & (RUNS.c.attempt == sa.bindparam("_attempt"))
+        & (RUNS.c.status == "running")
+    )
+    .values({name: sa.bindparam(name) for name in (*COUNTS, "stages") if name != "stored"})
 )
 
 
