@@ -265,6 +265,71 @@ async def test_a_notifier_that_is_down_delays_no_run_and_is_retried(
     assert [m.subject for m in smtp_server.messages] == ["DOWN: monitor api"]
 
 
+async def _down_with(tmp_path: Path, serve, alerts: str) -> tuple[Config, list[int]]:
+    """A monitor that fails once, with ``alerts``: the ids of the notifications queued."""
+    api = await serve(Script([503]).app())
+    monitor = f'[monitors.api]\nurl = "{api}/health"\ninterval = "1m"\nalerts = ["ops"]\n'
+    config = load(monitoring_config(tmp_path, monitor=monitor, alerts=alerts))
+    pipeline = config.pipeline("api")
+    async with open_database(config.database.url) as db:
+        result = await run_pipeline(
+            pipeline,
+            connectors=config.connectors_for(pipeline),
+            database=db,
+            alerts=config.rules["api"],
+        )
+    return config, result.notifications
+
+
+async def test_a_retry_goes_only_to_the_destinations_that_failed(
+    tmp_path: Path, serve, smtp_server: SMTPServer
+) -> None:
+    """The mail server takes the DOWN at once, the webhook refuses it three times: the
+    retries go to the webhook alone — one mail in all — until it accepts."""
+    receiver = WebhookReceiver(fail_next=3)
+    hook = await serve(receiver.app())
+    delivery = '{ backoff = "0.1s", max_backoff = "0.2s", give_up_after = "30s" }'
+    alerts = (
+        f'[alerts.ops]\nurl = "{smtp_server.mailto()}"\nwebhook = {{ url = "{hook}/hook" }}\n'
+        f"failure_threshold = 1\ndelivery = {delivery}\n"
+    )
+    config, ids = await _down_with(tmp_path, serve, alerts)
+    async with open_database(config.database.url) as db:
+        left = await Dispatcher(db, lambda: config, node="test").deliver(ids, within=10)
+        assert left == []
+        [row] = await Monitoring(db).notifications()
+    assert [m.subject for m in smtp_server.messages] == ["DOWN: monitor api"]
+    assert len(receiver.requests) == 4  # three refusals, then accepted
+    assert len({r.headers["Idempotency-Key"] for r in receiver.requests}) == 1
+    assert row["status"] == "sent" and row["attempts"] == 4
+    mail, webhook = sorted(row["delivered"])
+    assert mail.startswith("urls[0] mailto://") and webhook.startswith("webhook POST http://")
+    assert smtp_server.password not in repr(row)  # a destination id holds no secret
+
+
+async def test_giving_up_names_what_failed_and_what_was_delivered(
+    tmp_path: Path, serve, smtp_server: SMTPServer
+) -> None:
+    receiver = WebhookReceiver(fail_always=True)
+    hook = await serve(receiver.app())
+    delivery = '{ backoff = "0.1s", max_backoff = "0.1s", give_up_after = "1s" }'
+    alerts = (
+        f'[alerts.ops]\nurl = "{smtp_server.mailto()}"\nwebhook = {{ url = "{hook}/hook" }}\n'
+        f"failure_threshold = 1\ndelivery = {delivery}\n"
+    )
+    config, ids = await _down_with(tmp_path, serve, alerts)
+    async with open_database(config.database.url) as db:
+        await Dispatcher(db, lambda: config, node="test").deliver(ids, within=5)
+        [row] = await Monitoring(db).notifications()
+    assert len(receiver.requests) >= 3
+    assert len(smtp_server.messages) == 1
+    assert row["status"] == "failed"
+    assert "could not notify 1 of 2 destinations: webhook POST" in row["last_error"]
+    assert "HTTP 500" in row["last_error"]
+    assert "delivered to urls[0] mailto://" in row["last_error"]
+    assert smtp_server.password not in row["last_error"]
+
+
 async def test_mutes_and_maintenance_record_but_do_not_send(tmp_path: Path, serve) -> None:
     script = Script([503])
     api = await serve(script.app())
