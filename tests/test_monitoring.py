@@ -16,6 +16,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+from podium.jobs import Daemon
 from podium.orchestrator import Config, open_database, run_pipeline
 from podium.orchestrator.notify import Dispatcher
 from podium.orchestrator.storage import Monitoring
@@ -381,3 +382,45 @@ async def wait_for_async_db(dispatcher: Dispatcher, predicate, within: float) ->
         while not predicate():
             await dispatcher.dispatch()
             await anyio.sleep(0.2)
+
+
+async def test_an_incident_of_a_removed_monitor_is_closed_on_start_and_reload(
+    tmp_path: Path, serve
+) -> None:
+    """mon_a and mon_b are DOWN; a daemon starts with mon_b gone from the config, then
+    reloads with mon_a gone too: each incident is closed as removed, once, and no
+    RESOLVED is sent (nothing recovered)."""
+    api = await serve(Script([503]).app())
+    receiver = WebhookReceiver()
+    hook = await serve(receiver.app())
+    alerts = f'[alerts.ops]\nwebhook = {{ url = "{hook}/hook" }}\nfailure_threshold = 1\n'
+
+    def monitor(name: str) -> str:
+        return f'[monitors.{name}]\nurl = "{api}/health"\ninterval = "1h"\nalerts = ["ops"]\n'
+
+    path = monitoring_config(tmp_path, monitor=monitor("mon_a") + monitor("mon_b"), alerts=alerts)
+    config = load(path)
+    for name in ("mon_a", "mon_b"):
+        await run_and_deliver(config, name)
+    assert [r.json["kind"] for r in receiver.requests] == ["down", "down"]
+
+    async def states() -> dict[str, dict]:
+        async with open_database(config.database.url) as db:
+            return {r["pipeline"]: r for r in await Monitoring(db).states()}
+
+    monitoring_config(tmp_path, monitor=monitor("mon_a"), alerts=alerts)
+    daemon = Daemon(path, node_id="closer")
+    async with anyio.create_task_group() as tg:
+        await tg.start(daemon.run)
+        found = await states()
+        assert found["mon_b"]["status"] == "ok" and found["mon_b"]["closed_as"] == "removed"
+        assert found["mon_a"]["status"] == "open" and found["mon_a"]["closed_as"] is None
+        monitoring_config(tmp_path, monitor="", alerts=alerts)
+        assert await daemon.reload()
+        found = await states()
+        assert found["mon_a"]["status"] == "ok" and found["mon_a"]["closed_as"] == "removed"
+        await anyio.sleep(1.5)  # a dispatcher round: nothing more to send
+        daemon.stop()
+    assert [r.json["kind"] for r in receiver.requests] == ["down", "down"]
+    async with open_database(config.database.url) as db:
+        assert await Monitoring(db).states(open_only=True) == []

@@ -40,6 +40,8 @@ alert_state_table = sa.Table(
     sa.Column("incidents", sa.Integer, nullable=False, default=0),
     sa.Column("opened_at", UTCDateTime()),
     sa.Column("resolved_at", UTCDateTime()),
+    # How the last incident closed when not by passing: "removed" (gone from the config).
+    sa.Column("closed_as", sa.String(16)),
     sa.Column("last_cause", sa.Text),
     sa.Column("last_run_id", sa.String(32)),
     sa.Column("last_outcome_at", UTCDateTime()),
