@@ -22,7 +22,7 @@ from podium.orchestrator.notify import Dispatcher
 from podium.orchestrator.storage import Monitoring
 
 from .alert_servers import SMTPServer, WebhookReceiver, closed_port, running_smtp_server
-from .daemon_helpers import wait_for
+from .daemon_helpers import sql, wait_for
 from .monitoring_helpers import Script, load, monitoring_config, run_and_deliver
 
 pytestmark = [
@@ -424,3 +424,22 @@ async def test_an_incident_of_a_removed_monitor_is_closed_on_start_and_reload(
     assert [r.json["kind"] for r in receiver.requests] == ["down", "down"]
     async with open_database(config.database.url) as db:
         assert await Monitoring(db).states(open_only=True) == []
+
+
+async def test_failed_probes_write_no_dead_letters(tmp_path: Path, serve) -> None:
+    """An answer of 503 and a refused connection fail the monitor's check; neither is
+    a dead letter (the check results are the monitor's history)."""
+    api = await serve(Script([503]).app())
+    monitors = (
+        f'[monitors.answers]\nurl = "{api}/health"\ninterval = "1m"\n'
+        f'[monitors.refused]\nurl = "http://127.0.0.1:{closed_port()}/health"\n'
+        'interval = "1m"\n'
+    )
+    path = monitoring_config(tmp_path, monitor=monitors, alerts="")
+    config = load(path)
+    for name in ("answers", "refused"):
+        result = await run_and_deliver(config, name)
+        assert result.run.checks_failed == 1 and result.dead_letters == []
+    url = config.database.url
+    assert sql(url, "SELECT count(*) FROM podium_check_results WHERE ok = 0") == [(2,)]
+    assert sql(url, "SELECT count(*) FROM podium_dead_letters") == [(0,)]
