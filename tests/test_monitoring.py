@@ -37,6 +37,16 @@ def smtp_server() -> Iterator[SMTPServer]:
         yield server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request: pytest.FixtureRequest) -> str | None:
+    """The journal: a SQLite file in the test's directory (None), or a fresh PostgreSQL
+    database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 def _alert(smtp: SMTPServer, hook: str, **extra: str) -> str:
     lines = "".join(f"{k} = {v}\n" for k, v in extra.items())
     return (
@@ -266,11 +276,14 @@ async def test_a_notifier_that_is_down_delays_no_run_and_is_retried(
     assert [m.subject for m in smtp_server.messages] == ["DOWN: monitor api"]
 
 
-async def _down_with(tmp_path: Path, serve, alerts: str) -> tuple[Config, list[int]]:
+async def _down_with(
+    tmp_path: Path, serve, alerts: str, database: str | None = None
+) -> tuple[Config, list[int]]:
     """A monitor that fails once, with ``alerts``: the ids of the notifications queued."""
     api = await serve(Script([503]).app())
     monitor = f'[monitors.api]\nurl = "{api}/health"\ninterval = "1m"\nalerts = ["ops"]\n'
-    config = load(monitoring_config(tmp_path, monitor=monitor, alerts=alerts))
+    path = monitoring_config(tmp_path, monitor=monitor, alerts=alerts, database=database)
+    config = load(path)
     pipeline = config.pipeline("api")
     async with open_database(config.database.url) as db:
         result = await run_pipeline(
@@ -283,7 +296,7 @@ async def _down_with(tmp_path: Path, serve, alerts: str) -> tuple[Config, list[i
 
 
 async def test_a_retry_goes_only_to_the_destinations_that_failed(
-    tmp_path: Path, serve, smtp_server: SMTPServer
+    tmp_path: Path, serve, smtp_server: SMTPServer, journal_url: str | None
 ) -> None:
     """The mail server takes the DOWN at once, the webhook refuses it three times: the
     retries go to the webhook alone — one mail in all — until it accepts."""
@@ -294,7 +307,7 @@ async def test_a_retry_goes_only_to_the_destinations_that_failed(
         f'[alerts.ops]\nurl = "{smtp_server.mailto()}"\nwebhook = {{ url = "{hook}/hook" }}\n'
         f"failure_threshold = 1\ndelivery = {delivery}\n"
     )
-    config, ids = await _down_with(tmp_path, serve, alerts)
+    config, ids = await _down_with(tmp_path, serve, alerts, journal_url)
     async with open_database(config.database.url) as db:
         left = await Dispatcher(db, lambda: config, node="test").deliver(ids, within=10)
         assert left == []
@@ -385,7 +398,7 @@ async def wait_for_async_db(dispatcher: Dispatcher, predicate, within: float) ->
 
 
 async def test_an_incident_of_a_removed_monitor_is_closed_on_start_and_reload(
-    tmp_path: Path, serve
+    tmp_path: Path, serve, journal_url: str | None
 ) -> None:
     """mon_a and mon_b are DOWN; a daemon starts with mon_b gone from the config, then
     reloads with mon_a gone too: each incident is closed as removed, once, and no
@@ -398,7 +411,10 @@ async def test_an_incident_of_a_removed_monitor_is_closed_on_start_and_reload(
     def monitor(name: str) -> str:
         return f'[monitors.{name}]\nurl = "{api}/health"\ninterval = "1h"\nalerts = ["ops"]\n'
 
-    path = monitoring_config(tmp_path, monitor=monitor("mon_a") + monitor("mon_b"), alerts=alerts)
+    def write(monitors: str) -> Path:
+        return monitoring_config(tmp_path, monitor=monitors, alerts=alerts, database=journal_url)
+
+    path = write(monitor("mon_a") + monitor("mon_b"))
     config = load(path)
     for name in ("mon_a", "mon_b"):
         await run_and_deliver(config, name)
@@ -408,14 +424,14 @@ async def test_an_incident_of_a_removed_monitor_is_closed_on_start_and_reload(
         async with open_database(config.database.url) as db:
             return {r["pipeline"]: r for r in await Monitoring(db).states()}
 
-    monitoring_config(tmp_path, monitor=monitor("mon_a"), alerts=alerts)
+    write(monitor("mon_a"))
     daemon = Daemon(path, node_id="closer")
     async with anyio.create_task_group() as tg:
         await tg.start(daemon.run)
         found = await states()
         assert found["mon_b"]["status"] == "ok" and found["mon_b"]["closed_as"] == "removed"
         assert found["mon_a"]["status"] == "open" and found["mon_a"]["closed_as"] is None
-        monitoring_config(tmp_path, monitor="", alerts=alerts)
+        write("")
         assert await daemon.reload()
         found = await states()
         assert found["mon_a"]["status"] == "ok" and found["mon_a"]["closed_as"] == "removed"
