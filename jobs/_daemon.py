@@ -22,7 +22,7 @@ from loguru import logger
 
 from podium.orchestrator import Database, Journal, load_config, open_database
 from podium.orchestrator.engine import pipeline_hash
-from podium.orchestrator.storage import Controls
+from podium.orchestrator.storage import Controls, Monitoring
 from podium.pipeline import PipelineBusy, PodiumError, StoreError
 
 from ._adapter import Fire, SchedulerAdapter, lateness, missed_fire
@@ -102,6 +102,7 @@ class Daemon:
                 pages=pages.mount,
             )
             info_path = runtime_file(directory, self.node_id)
+            await self._close_removed(database, self.plan)
             async with anyio.create_task_group() as services:
                 services.start_soon(self._signals, services.cancel_scope, name="daemon:signals")
                 services.start_soon(self._take_over, journal, name="daemon:take-over")
@@ -207,6 +208,24 @@ class Daemon:
         await dispatcher.serve(
             lambda: [rule for rules in self.plan.config.rules.values() for rule in rules]
         )
+
+    async def _close_removed(self, database: Database, plan: Plan) -> None:
+        """Close the open incidents of monitors, checks, pipelines (or alerts) the config
+        no longer has: nothing would ever resolve them. Quietly — nothing recovered, so
+        no RESOLVED; the log says which."""
+        rules = [rule for rules in plan.config.rules.values() for rule in rules]
+        try:
+            closed = await Monitoring(database).close_removed(rules)
+        except PodiumError as exc:
+            logger.warning("could not close the incidents of removed subjects: {}", exc)
+            return
+        for row in closed:
+            logger.warning(
+                "alert {!r}: closed the open incident {} of {}: it is no longer in the config",
+                row["alert"],
+                row["incident"],
+                row["label"],
+            )
 
     async def _take_over(self, journal: Journal) -> None:
         """Every few seconds: reap runs whose owner died, and continue interrupted fires.
@@ -347,6 +366,7 @@ class Daemon:
             self.plan = plan
             added = await adapter.reconcile(plan.schedules)
             assert self._database is not None
+            await self._close_removed(self._database, plan)
             await self._catch_up(Journal(self._database), plan, added)
             changed = sum(
                 1 for n in plan.schedules.keys() & old.keys() if plan.schedules[n] != old[n]

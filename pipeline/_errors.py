@@ -38,7 +38,7 @@ Each class reports ``podium`` as its module, where the public API exports it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -287,7 +287,8 @@ class NotifyError(PodiumError):
     ``failures`` maps each destination that failed (``urls[0] mailto://…``,
     ``webhook POST https://host``) to why, both already redacted. ``retryable`` is False
     only when sending again cannot help (a URL Apprise cannot use, a webhook answering a
-    4xx other than 408/429); a dispatcher retries the rest later.
+    4xx other than 408/429); a dispatcher retries the rest later. ``delivered`` lists
+    the destinations that did accept it, which a retry leaves out.
     """
 
     __module__ = "podium"
@@ -299,8 +300,10 @@ class NotifyError(PodiumError):
         retryable: bool,
         alert: str | None = None,
         failures: Mapping[str, str] | None = None,
+        delivered: Sequence[str] = (),
     ) -> None:
         self.retryable = retryable
         self.alert = alert
         self.failures: dict[str, str] = dict(failures or {})
+        self.delivered: list[str] = list(delivered)
         super().__init__(message)

@@ -36,6 +36,11 @@ class RunPolicy(BaseModel):
     # Failed requests up to this share of all requests leave the run `partial`; more make it
     # `failed`. 0 makes any failed request fail the run.
     max_failed_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Keep requests that failed for good and rejected records as dead letters, to read
+    # and replay. A monitor's are not: its check results are its history, and a probe
+    # replayed later says nothing about then. (A saga's compensation that could not be
+    # undone is always kept.)
+    dead_letters: bool = True
 
 
 def _stage_kind(value: Any) -> str | None:

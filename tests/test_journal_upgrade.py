@@ -53,3 +53,22 @@ async def test_an_older_journal_gains_the_missing_column_and_index(sqlite_url: s
         _tables, columns, indexes = await db.run("reading the schema", _shape)
     assert "replay_of" in columns
     assert "uq_podium_runs_idempotency" in indexes
+
+
+async def test_an_older_outbox_gains_the_per_destination_column(sqlite_url: str) -> None:
+    """An outbox from before per-destination delivery: its rows stay readable (nothing
+    delivered yet) and new ones record where they went."""
+
+    def age(conn: Connection) -> None:
+        conn.exec_driver_sql("ALTER TABLE podium_alert_outbox DROP COLUMN delivered")
+
+    def columns(conn: Connection) -> set[str]:
+        return {c["name"] for c in sa.inspect(conn).get_columns("podium_alert_outbox")}
+
+    async with open_database(sqlite_url) as db:
+        await Journal(db).create_tables()
+        await db.run("ageing the journal", age)
+        assert "delivered" not in await db.run("reading the schema", columns)
+    async with open_database(sqlite_url) as db:
+        await Journal(db).create_tables()
+        assert "delivered" in await db.run("reading the schema", columns)

@@ -16,12 +16,13 @@ import pytest
 import trustme
 from aiohttp import web
 
+from podium.jobs import Daemon
 from podium.orchestrator import Config, open_database, run_pipeline
 from podium.orchestrator.notify import Dispatcher
 from podium.orchestrator.storage import Monitoring
 
 from .alert_servers import SMTPServer, WebhookReceiver, closed_port, running_smtp_server
-from .daemon_helpers import wait_for
+from .daemon_helpers import sql, wait_for
 from .monitoring_helpers import Script, load, monitoring_config, run_and_deliver
 
 pytestmark = [
@@ -34,6 +35,16 @@ pytestmark = [
 def smtp_server() -> Iterator[SMTPServer]:
     with running_smtp_server() as server:
         yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request: pytest.FixtureRequest) -> str | None:
+    """The journal: a SQLite file in the test's directory (None), or a fresh PostgreSQL
+    database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 def _alert(smtp: SMTPServer, hook: str, **extra: str) -> str:
@@ -265,6 +276,74 @@ async def test_a_notifier_that_is_down_delays_no_run_and_is_retried(
     assert [m.subject for m in smtp_server.messages] == ["DOWN: monitor api"]
 
 
+async def _down_with(
+    tmp_path: Path, serve, alerts: str, database: str | None = None
+) -> tuple[Config, list[int]]:
+    """A monitor that fails once, with ``alerts``: the ids of the notifications queued."""
+    api = await serve(Script([503]).app())
+    monitor = f'[monitors.api]\nurl = "{api}/health"\ninterval = "1m"\nalerts = ["ops"]\n'
+    path = monitoring_config(tmp_path, monitor=monitor, alerts=alerts, database=database)
+    config = load(path)
+    pipeline = config.pipeline("api")
+    async with open_database(config.database.url) as db:
+        result = await run_pipeline(
+            pipeline,
+            connectors=config.connectors_for(pipeline),
+            database=db,
+            alerts=config.rules["api"],
+        )
+    return config, result.notifications
+
+
+async def test_a_retry_goes_only_to_the_destinations_that_failed(
+    tmp_path: Path, serve, smtp_server: SMTPServer, journal_url: str | None
+) -> None:
+    """The mail server takes the DOWN at once, the webhook refuses it three times: the
+    retries go to the webhook alone — one mail in all — until it accepts."""
+    receiver = WebhookReceiver(fail_next=3)
+    hook = await serve(receiver.app())
+    delivery = '{ backoff = "0.1s", max_backoff = "0.2s", give_up_after = "30s" }'
+    alerts = (
+        f'[alerts.ops]\nurl = "{smtp_server.mailto()}"\nwebhook = {{ url = "{hook}/hook" }}\n'
+        f"failure_threshold = 1\ndelivery = {delivery}\n"
+    )
+    config, ids = await _down_with(tmp_path, serve, alerts, journal_url)
+    async with open_database(config.database.url) as db:
+        left = await Dispatcher(db, lambda: config, node="test").deliver(ids, within=10)
+        assert left == []
+        [row] = await Monitoring(db).notifications()
+    assert [m.subject for m in smtp_server.messages] == ["DOWN: monitor api"]
+    assert len(receiver.requests) == 4  # three refusals, then accepted
+    assert len({r.headers["Idempotency-Key"] for r in receiver.requests}) == 1
+    assert row["status"] == "sent" and row["attempts"] == 4
+    mail, webhook = sorted(row["delivered"])
+    assert mail.startswith("urls[0] mailto://") and webhook.startswith("webhook POST http://")
+    assert smtp_server.password not in repr(row)  # a destination id holds no secret
+
+
+async def test_giving_up_names_what_failed_and_what_was_delivered(
+    tmp_path: Path, serve, smtp_server: SMTPServer
+) -> None:
+    receiver = WebhookReceiver(fail_always=True)
+    hook = await serve(receiver.app())
+    delivery = '{ backoff = "0.1s", max_backoff = "0.1s", give_up_after = "1s" }'
+    alerts = (
+        f'[alerts.ops]\nurl = "{smtp_server.mailto()}"\nwebhook = {{ url = "{hook}/hook" }}\n'
+        f"failure_threshold = 1\ndelivery = {delivery}\n"
+    )
+    config, ids = await _down_with(tmp_path, serve, alerts)
+    async with open_database(config.database.url) as db:
+        await Dispatcher(db, lambda: config, node="test").deliver(ids, within=5)
+        [row] = await Monitoring(db).notifications()
+    assert len(receiver.requests) >= 3
+    assert len(smtp_server.messages) == 1
+    assert row["status"] == "failed"
+    assert "could not notify 1 of 2 destinations: webhook POST" in row["last_error"]
+    assert "HTTP 500" in row["last_error"]
+    assert "delivered to urls[0] mailto://" in row["last_error"]
+    assert smtp_server.password not in row["last_error"]
+
+
 async def test_mutes_and_maintenance_record_but_do_not_send(tmp_path: Path, serve) -> None:
     script = Script([503])
     api = await serve(script.app())
@@ -316,3 +395,67 @@ async def wait_for_async_db(dispatcher: Dispatcher, predicate, within: float) ->
         while not predicate():
             await dispatcher.dispatch()
             await anyio.sleep(0.2)
+
+
+async def test_an_incident_of_a_removed_monitor_is_closed_on_start_and_reload(
+    tmp_path: Path, serve, journal_url: str | None
+) -> None:
+    """mon_a and mon_b are DOWN; a daemon starts with mon_b gone from the config, then
+    reloads with mon_a gone too: each incident is closed as removed, once, and no
+    RESOLVED is sent (nothing recovered)."""
+    api = await serve(Script([503]).app())
+    receiver = WebhookReceiver()
+    hook = await serve(receiver.app())
+    alerts = f'[alerts.ops]\nwebhook = {{ url = "{hook}/hook" }}\nfailure_threshold = 1\n'
+
+    def monitor(name: str) -> str:
+        return f'[monitors.{name}]\nurl = "{api}/health"\ninterval = "1h"\nalerts = ["ops"]\n'
+
+    def write(monitors: str) -> Path:
+        return monitoring_config(tmp_path, monitor=monitors, alerts=alerts, database=journal_url)
+
+    path = write(monitor("mon_a") + monitor("mon_b"))
+    config = load(path)
+    for name in ("mon_a", "mon_b"):
+        await run_and_deliver(config, name)
+    assert [r.json["kind"] for r in receiver.requests] == ["down", "down"]
+
+    async def states() -> dict[str, dict]:
+        async with open_database(config.database.url) as db:
+            return {r["pipeline"]: r for r in await Monitoring(db).states()}
+
+    write(monitor("mon_a"))
+    daemon = Daemon(path, node_id="closer")
+    async with anyio.create_task_group() as tg:
+        await tg.start(daemon.run)
+        found = await states()
+        assert found["mon_b"]["status"] == "ok" and found["mon_b"]["closed_as"] == "removed"
+        assert found["mon_a"]["status"] == "open" and found["mon_a"]["closed_as"] is None
+        write("")
+        assert await daemon.reload()
+        found = await states()
+        assert found["mon_a"]["status"] == "ok" and found["mon_a"]["closed_as"] == "removed"
+        await anyio.sleep(1.5)  # a dispatcher round: nothing more to send
+        daemon.stop()
+    assert [r.json["kind"] for r in receiver.requests] == ["down", "down"]
+    async with open_database(config.database.url) as db:
+        assert await Monitoring(db).states(open_only=True) == []
+
+
+async def test_failed_probes_write_no_dead_letters(tmp_path: Path, serve) -> None:
+    """An answer of 503 and a refused connection fail the monitor's check; neither is
+    a dead letter (the check results are the monitor's history)."""
+    api = await serve(Script([503]).app())
+    monitors = (
+        f'[monitors.answers]\nurl = "{api}/health"\ninterval = "1m"\n'
+        f'[monitors.refused]\nurl = "http://127.0.0.1:{closed_port()}/health"\n'
+        'interval = "1m"\n'
+    )
+    path = monitoring_config(tmp_path, monitor=monitors, alerts="")
+    config = load(path)
+    for name in ("answers", "refused"):
+        result = await run_and_deliver(config, name)
+        assert result.run.checks_failed == 1 and result.dead_letters == []
+    url = config.database.url
+    assert sql(url, "SELECT count(*) FROM podium_check_results WHERE ok = 0") == [(2,)]
+    assert sql(url, "SELECT count(*) FROM podium_dead_letters") == [(0,)]

@@ -80,6 +80,7 @@ async def alerts_page(src: Sources, now: datetime) -> dict[str, Any]:
                 "attempts": n["attempts"],
                 "sent_at": n["sent_at"],
                 "last_error": n["last_error"],
+                "delivered": n["delivered"] or [],
             }
             for n in await monitoring.notifications(NOTIFICATIONS)
         ],

@@ -120,8 +120,9 @@ def monitor_pipeline(name: str, monitor: MonitorConfig, base_dir: Any = None) ->
         name=name,
         description=monitor.description or f"monitor of {monitor.url or monitor.path}",
         stages=[fetch, check],
-        # The check judges a monitor: an error answer is what it is there to see.
-        policy=RunPolicy(max_failed_ratio=1.0),
+        # The check judges a monitor: an error answer is what it is there to see, and
+        # its results are the history (a dead letter per failed probe would be noise).
+        policy=RunPolicy(max_failed_ratio=1.0, dead_letters=False),
         timeout=monitor.timeout.total_seconds() * attempts + 30,
         schedule=schedule,
     )

@@ -136,7 +136,11 @@ class RunContext:
         run.stages = _add_stages(base.get("stages") or {}, stages)
 
     def dead_letter(self, row: DeadLetterRow) -> None:
-        """Keep what failed for good (redacted) for ``podium dead-letters`` and replay."""
+        """Keep what failed for good (redacted) for ``podium dead-letters`` and replay —
+        unless the pipeline keeps none (a monitor); a compensation that failed is kept
+        whatever the policy: it is a side effect nobody undid."""
+        if row.kind != "compensation" and not self.pipeline.policy.dead_letters:
+            return
         redact = self.gateway.redact.tree
         row.binding = redact(row.binding) if row.binding is not None else None
         row.request = redact(row.request) if row.request is not None else None

@@ -5,9 +5,12 @@ dispatcher — one in every daemon, and a short-lived one in ``podium run`` for 
 own notifications — takes each ready row with a claim (an atomic conditional update, so
 among several nodes one sends it), decides, sends, and records what became of it:
 
-- ``sent``; or ``pending`` again after a failure, retried with the alert's backoff until
-  ``deliver_by``, then ``failed`` with the last reason (also when sending again cannot
-  help: a URL Apprise cannot use, a webhook answering 4xx);
+- ``sent`` once every destination has accepted it; or ``pending`` again after a
+  failure, retried with the alert's backoff until ``deliver_by``, then ``failed`` with
+  each destination's last reason (also when sending again cannot help: a URL Apprise
+  cannot use, a webhook answering 4xx). The row records which destinations accepted
+  it (``delivered``), and a retry sends only to the others: a mail server that took a
+  "down" is not sent it again while the webhook beside it is away;
 - ``muted``: a mute or a maintenance window covers it — recorded, not sent. A "down"
   muted while its incident is still open is ``held`` instead and looked at again: sent
   if the incident outlasts the mute, muted for good once it resolves, and its
@@ -15,9 +18,10 @@ among several nodes one sends it), decides, sends, and records what became of it
 - ``superseded``: a reminder whose incident resolved before it went out.
 
 Rows of one (alert, subject) go strictly in order: a "resolved" never overtakes its
-"down". Delivery is at least once: a node that dies after sending and before recording
-it leaves the claim to expire, and the row is sent again — webhooks carry an
-``Idempotency-Key`` for that; mail cannot.
+"down". Delivery is at least once only where it cannot be helped: a node that dies
+after sending and before recording the attempt leaves the claim to expire, and the
+destinations not yet recorded get it again — webhooks carry an ``Idempotency-Key``
+for that; mail cannot.
 """
 
 from __future__ import annotations
@@ -157,27 +161,33 @@ class Dispatcher:
         )
         redact = Redactor(config.secrets)
         what = f"alert {row['alert']!r}: {row['kind']} notification for {row['label']}"
+        before = list(row.get("delivered") or [])
         try:
-            await send(
+            accepted = await send(
                 row["alert"],
                 alert,
                 notification,
                 redact=redact,
                 apprise_timeout=self.apprise_timeout,
+                delivered=before,
             )
         except NotifyError as exc:
+            delivered = [*before, *exc.delivered]
             attempts = row["attempts"] + 1
             retry_at = utcnow() + alert.delivery.wait(attempts)
+            error = str(exc) + (f" (delivered to {', '.join(delivered)})" if delivered else "")
             if exc.retryable and retry_at <= row["deliver_by"]:
                 logger.warning("{} not delivered (attempt {}), retrying: {}", what, attempts, exc)
-                await self._settle(row, "pending", str(exc), next_attempt_at=retry_at)
+                await self._settle(
+                    row, "pending", error, next_attempt_at=retry_at, delivered=delivered
+                )
             else:
                 why = "gave up" if exc.retryable else "cannot be sent"
                 logger.error("{} {} after {} attempt(s): {}", what, why, attempts, exc)
-                await self._settle(row, "failed", str(exc))
+                await self._settle(row, "failed", error, delivered=delivered)
             return
         logger.info("{} sent", what)
-        await self._settle(row, "sent", None, sent_at=utcnow())
+        await self._settle(row, "sent", None, sent_at=utcnow(), delivered=[*before, *accepted])
 
     async def _muted_by(self, config: Config, row: dict[str, Any], now: datetime) -> str | None:
         """Why ``row`` is silenced now (a mute, a maintenance window), or None."""

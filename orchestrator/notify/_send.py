@@ -2,6 +2,10 @@
 
 ``send`` delivers to each Apprise URL and to the webhook concurrently, waits for all of
 them, and raises one ``NotifyError`` that names every destination that failed and why.
+Each destination has an id that is safe to store (``urls[0] mailto://user:****@host``,
+``webhook POST https://host``: its index and a masked form, never a secret); a retry
+passes the ids that already accepted the notification and only the others are sent
+to, so a mail server that took the "down" does not get it again while a webhook is away.
 This is an I/O boundary in the style of ``http/_transport.py``: Apprise's and aiohttp's
 failures are translated here, and every text leaving it passes through the Redactor.
 
@@ -28,7 +32,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -58,10 +62,18 @@ _DEFAULT_BODY = {name: f"{{{name}}}" for name in FIELDS}
 
 
 @dataclass(frozen=True)
-class _Failure:
+class _Outcome:
+    """What one destination did with a notification: ``sent`` it now, skipped it
+    (accepted on an earlier attempt: neither sent nor failed), or ``failure``."""
+
     destination: str
-    reason: str
+    failure: str | None = None
     retryable: bool = True
+    sent: bool = False
+
+
+def _failed(destination: str, reason: str, *, retryable: bool = True) -> _Outcome:
+    return _Outcome(destination, reason, retryable)
 
 
 async def send(
@@ -71,43 +83,55 @@ async def send(
     *,
     redact: Redactor,
     apprise_timeout: float = APPRISE_TIMEOUT,
-) -> None:
-    """Send ``notification`` to every destination of alert ``alert_name``.
+    delivered: Collection[str] = (),
+) -> list[str]:
+    """Send ``notification`` to every destination of alert ``alert_name`` whose id is
+    not in ``delivered`` (those accepted it on an earlier attempt).
 
-    Returns when every destination accepted it; otherwise raises one ``NotifyError``
-    naming each destination that failed and why (redacted), after all were tried.
-    ``retryable`` is False only when no failure can be helped by sending again.
+    Returns the ids of the destinations that accepted it now; otherwise raises one
+    ``NotifyError`` naming each destination that failed and why (redacted), after all
+    were tried, with the ids that did accept it in ``delivered``. ``retryable`` is
+    False only when no failure can be helped by sending again.
     """
     scrub = _scrubber(config, redact)
     title, body = notification.text()
-    outcomes: list[_Failure | None] = [None] * (len(config.urls) + (config.webhook is not None))
+    done = frozenset(delivered)
+    outcomes: list[_Outcome | None] = [None] * (len(config.urls) + (config.webhook is not None))
 
-    async def deliver(index: int, attempt: Callable[[], Awaitable[_Failure | None]]) -> None:
+    def skip(destination: str) -> bool:
+        return scrub(destination) in done
+
+    async def deliver(index: int, attempt: Callable[[], Awaitable[_Outcome]]) -> None:
         outcomes[index] = await attempt()
 
     async with anyio.create_task_group() as tg:
         for i, url in enumerate(config.urls):
             attempt = partial(
-                _send_apprise, i, url, title, body, notification.kind, apprise_timeout
+                _send_apprise, i, url, title, body, notification.kind, apprise_timeout, skip
             )
             tg.start_soon(deliver, i, attempt)
         if config.webhook is not None:
             tg.start_soon(
-                deliver, len(config.urls), partial(_send_webhook, config.webhook, notification)
+                deliver,
+                len(config.urls),
+                partial(_send_webhook, config.webhook, notification, skip),
             )
 
-    failed = [f for f in outcomes if f is not None]
+    finished = [o for o in outcomes if o is not None]
+    accepted = [scrub(o.destination) for o in finished if o.sent]
+    failed = [o for o in finished if o.failure is not None]
     if not failed:
-        return
-    failures = {scrub(f.destination): scrub(f.reason) for f in failed}
+        return accepted
+    failures = {scrub(o.destination): scrub(o.failure or "") for o in failed}
     total = len(outcomes)
     listing = "; ".join(f"{where}: {why}" for where, why in failures.items())
     raise NotifyError(
         f"alert {alert_name!r} could not notify {len(failed)} of {total} "
         f"destination{'s' if total != 1 else ''}: {listing}",
-        retryable=any(f.retryable for f in failed),
+        retryable=any(o.retryable for o in failed),
         alert=alert_name,
         failures=failures,
+        delivered=accepted,
     )
 
 
@@ -265,13 +289,21 @@ def _destination(index: int, url: str, plugin: Any) -> str:
 
 
 async def _send_apprise(
-    index: int, url: str, title: str, body: str, kind: str, seconds: float
-) -> _Failure | None:
+    index: int,
+    url: str,
+    title: str,
+    body: str,
+    kind: str,
+    seconds: float,
+    skip: Callable[[str], bool],
+) -> _Outcome:
     apprise = await _apprise()
     plugin, problem = _instantiate(apprise, url)
     if problem is not None:
-        return _Failure(f"urls[{index}] {_scheme_label(url)}", problem, retryable=False)
+        return _failed(f"urls[{index}] {_scheme_label(url)}", problem, retryable=False)
     destination = _destination(index, url, plugin)
+    if skip(destination):
+        return _Outcome(destination)
     client = apprise.Apprise()
     client.add(plugin)
     # Apprise 2 keeps each service's log with its result (kept apart from other sends);
@@ -289,18 +321,18 @@ async def _send_apprise(
                 **extra,
             )
     except TimeoutError:
-        return _Failure(destination, f"timed out after {seconds:g}s")
+        return _failed(destination, f"timed out after {seconds:g}s")
     except Exception as exc:  # a plugin bug must not hide the other destinations' outcome
-        return _Failure(destination, f"Apprise raised {type(exc).__name__}: {_one_line(str(exc))}")
+        return _failed(destination, f"Apprise raised {type(exc).__name__}: {_one_line(str(exc))}")
     try:
         if result:
-            return None
+            return _Outcome(destination, sent=True)
         entries = (
             [(entry.level, entry.message) for entry in result.logs()]
             if modern and hasattr(result, "logs")
             else log.entries
         )
-        return _Failure(destination, _apprise_reason(entries))
+        return _failed(destination, _apprise_reason(entries))
     finally:
         if hasattr(result, "close"):  # Apprise 2 may keep a long log in a temporary file
             result.close()
@@ -334,11 +366,15 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 # -- the webhook ----------------------------------------------------------------------------
-async def _send_webhook(spec: WebhookSpec, notification: Notification) -> _Failure | None:
+async def _send_webhook(
+    spec: WebhookSpec, notification: Notification, skip: Callable[[str], bool]
+) -> _Outcome:
     import aiohttp
 
     # Scheme, host and port only: a webhook's path often is its secret (…/hooks/T0/B0/XyZ).
     destination = _webhook_label(spec)
+    if skip(destination):
+        return _Outcome(destination)
     payload = orjson.dumps(
         _render_body(spec.body if spec.body is not None else _DEFAULT_BODY, notification.values())
     )
@@ -354,24 +390,24 @@ async def _send_webhook(spec: WebhookSpec, notification: Notification) -> _Failu
             ) as resp,
         ):
             if 200 <= resp.status < 300:
-                return None
+                return _Outcome(destination, sent=True)
             excerpt = await _excerpt(resp)
     except TimeoutError:
-        return _Failure(destination, f"timed out after {spec.timeout:g}s")
+        return _failed(destination, f"timed out after {spec.timeout:g}s")
     except aiohttp.ClientConnectorDNSError as exc:
-        return _Failure(destination, f"cannot resolve {exc.host}")
+        return _failed(destination, f"cannot resolve {exc.host}")
     except aiohttp.ClientConnectorCertificateError as exc:
-        return _Failure(destination, f"certificate rejected: {_os_reason(exc.certificate_error)}")
+        return _failed(destination, f"certificate rejected: {_os_reason(exc.certificate_error)}")
     except aiohttp.ClientSSLError as exc:
-        return _Failure(destination, f"TLS failed: {_os_reason(exc)}")
+        return _failed(destination, f"TLS failed: {_os_reason(exc)}")
     except aiohttp.ClientConnectorError as exc:
-        return _Failure(
+        return _failed(
             destination, f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
         )
     except aiohttp.ClientError as exc:
-        return _Failure(destination, f"connection broken: {_os_reason(exc)}")
+        return _failed(destination, f"connection broken: {_os_reason(exc)}")
     except ValueError as exc:  # aiohttp refused to build the request: the same next time
-        return _Failure(destination, f"request not sent: {_one_line(str(exc))}", retryable=False)
+        return _failed(destination, f"request not sent: {_one_line(str(exc))}", retryable=False)
     status = resp.status
     what = f"HTTP {status} {resp.reason or ''}".rstrip()
     if 300 <= status < 400:
@@ -380,7 +416,7 @@ async def _send_webhook(spec: WebhookSpec, notification: Notification) -> _Failu
         what += f": {excerpt}"
     # 4xx says the request itself is wrong, and will be again; 408 and 429 ask for later.
     retryable = not (400 <= status < 500 and status not in (408, 429))
-    return _Failure(destination, what, retryable=retryable)
+    return _failed(destination, what, retryable=retryable)
 
 
 async def _excerpt(resp: Any) -> str:

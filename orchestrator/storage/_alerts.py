@@ -117,6 +117,47 @@ def queue_reminders(
     return queued
 
 
+def close_removed(
+    conn: Connection, current: set[tuple[str, str]], now: datetime
+) -> list[dict[str, Any]]:
+    """Close the open incidents whose (alert, subject) is not in ``current`` — the
+    monitor, check or pipeline, or its alert, is gone from the config, so nothing will
+    ever resolve them — as ``removed``, without a notification (nothing recovered). Their
+    undelivered notifications are superseded. The closed states, as they were.
+
+    Each state is closed by one conditional update — only if still open with the same
+    incident — that takes its row lock, so a node applying an outcome at this moment (or
+    another node closing it too) is safe. The open states are read without locking: the
+    ones still watched are none of this function's business, and are not held up.
+    """
+    query = select(STATE).where(STATE.c.status == "open").order_by(STATE.c.alert, STATE.c.subject)
+    closed: list[dict[str, Any]] = []
+    for found in conn.execute(query).all():
+        row = dict(found._mapping)
+        key = (row["alert"], row["subject"])
+        if key in current:
+            continue
+        same = (STATE.c.alert == key[0]) & (STATE.c.subject == key[1])
+        same &= (STATE.c.status == "open") & (STATE.c.incident == row["incident"])
+        values = {
+            "status": "ok",
+            "closed_as": "removed",
+            "failures": 0,
+            "successes": 0,
+            "resolved_at": now,
+            "next_reminder_at": None,
+            "updated_at": now,
+        }
+        if not conn.execute(update(STATE).where(same).values(**values)).rowcount:
+            continue
+        waiting = (OUTBOX.c.alert == key[0]) & (OUTBOX.c.subject == key[1])
+        waiting &= (OUTBOX.c.incident == row["incident"]) & OUTBOX.c.status.in_(("pending", "held"))
+        why = "its incident was closed: the subject is no longer in the config"
+        conn.execute(update(OUTBOX).where(waiting).values(status="superseded", last_error=why))
+        closed.append(row)
+    return closed
+
+
 def _locked_state(conn: Connection, rule: AlertRule, now: datetime) -> dict[str, Any]:
     key = (STATE.c.alert == rule.alert) & (STATE.c.subject == rule.subject)
     query = select(STATE).where(key).with_for_update()
@@ -151,6 +192,8 @@ def _state(row: dict[str, Any]) -> AlertState:
 def _write_state(conn: Connection, rule: AlertRule, values: dict[str, Any], now: datetime) -> None:
     key = (STATE.c.alert == rule.alert) & (STATE.c.subject == rule.subject)
     values |= {"label": rule.label, "pipeline": rule.pipeline, "updated_at": now}
+    if values.get("status") == "open":
+        values["closed_as"] = None  # a new incident (or one still open) is not closed
     conn.execute(update(STATE).where(key).values(**values))
 
 

@@ -51,6 +51,15 @@ class Monitoring:
             "queueing reminders", _alerts.queue_reminders, by_key, now or utcnow()
         )
 
+    async def close_removed(self, rules: Iterable[AlertRule]) -> list[dict[str, Any]]:
+        """Close, as ``removed``, the open incidents no rule of ``rules`` (the whole
+        config's) watches any more; the states closed."""
+        await self._ready()
+        current = {(r.alert, r.subject) for r in rules}
+        return await self.db.run(
+            "closing incidents of removed subjects", _alerts.close_removed, current, utcnow()
+        )
+
     async def states(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         await self._ready()
         return await self.db.run("reading alert states", _alerts.select_states, open_only)

@@ -4,7 +4,8 @@ each check's state and hourly history.
 ``podium_alert_state``   one row per (alert, subject): open or not, consecutive counts,
                          the incident, when the next reminder is due
 ``podium_alert_outbox``  every notification a transition caused, and how its delivery
-                         went; written in the transaction that changed the state
+                         went (per destination: which accepted it); written in the
+                         transaction that changed the state
 ``podium_alert_mutes``   ``podium alerts mute``: silenced until a time
 ``podium_check_status``  each check's latest result and since when it has held
 ``podium_check_hours``   per check and hour: runs, passes, response-time histogram —
@@ -39,6 +40,8 @@ alert_state_table = sa.Table(
     sa.Column("incidents", sa.Integer, nullable=False, default=0),
     sa.Column("opened_at", UTCDateTime()),
     sa.Column("resolved_at", UTCDateTime()),
+    # How the last incident closed when not by passing: "removed" (gone from the config).
+    sa.Column("closed_as", sa.String(16)),
     sa.Column("last_cause", sa.Text),
     sa.Column("last_run_id", sa.String(32)),
     sa.Column("last_outcome_at", UTCDateTime()),
@@ -74,6 +77,9 @@ outbox_table = sa.Table(
     sa.Column("claim_until", UTCDateTime()),
     sa.Column("sent_at", UTCDateTime()),
     sa.Column("last_error", sa.Text),
+    # The ids of the destinations that accepted it (``urls[0] mailto://user:****@host``:
+    # index and masked form, no secret), so a retry sends only to the others.
+    sa.Column("delivered", sa.JSON),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in OUTBOX_STATUSES) + ")",
