@@ -202,9 +202,8 @@ class Connector:
         if fetch.paginate is not None:
             paginator = self.paginator(fetch)
             problem = paginator.check_fetch(fetch) if paginator is not None else None
-            if problem is not None:
-                types = ", ".join(PAGINATOR_TYPES)
-                raise PipelineError(f"paginate: {problem} (types: {types})")
+            if problem is not None:  # the type is right: listing the others would mislead
+                raise PipelineError(f"paginate: {problem}")
         if fetch.rules is not None:
             self.response_rules(fetch)
         body_format = self.body_format(fetch)
@@ -366,12 +365,14 @@ def _paginate_problem(exc: ValidationError) -> str:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         what = f"unknown type {given!r}{hint}" if given else "needs a 'type'"
         return f"paginate: {what} (types: {types})"
-    loc = ".".join(str(p) for p in err["loc"][1:])  # the first part is the type tag
+    # The type is known from here on (the first part of the location is its tag): the
+    # list of types would only send a reader looking in the wrong place.
+    loc = ".".join(str(p) for p in err["loc"][1:])
     if err["type"] == "extra_forbidden":
         message = f"unknown key {err['loc'][-1]!r}"
     else:
         message = str(err["msg"]).removeprefix("Value error, ")
-    return f"paginate{'.' + loc if loc else ''}: {message} (types: {types})"
+    return f"paginate{'.' + loc if loc else ''}: {message}"
 
 
 class _Hole(str):

@@ -604,3 +604,20 @@ def test_the_scaffolds_test_runs_from_its_cassette_with_no_socket(tmp_path: Path
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
     assert [line for line in out.read_text().splitlines() if line] == []
+
+
+def test_a_record_path_that_cannot_hold_cassettes_is_a_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from podium.cli import app
+
+    from .config_helpers import config
+
+    path = tmp_path / "config.toml"
+    path.write_text(config(tmp_path), encoding="utf-8")
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder", encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", "p", "--config", str(path), "--record", str(taken)])
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "--record" in line and "cannot make the cassette directory" in line

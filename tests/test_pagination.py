@@ -301,12 +301,16 @@ async def test_cursor_chains_stay_sequential(serve: Callable[..., Any], sqlite_u
     assert [entry.get("cursor") for entry in seen.log] == [None, "5", "10", "15", "20"]
 
 
-def test_a_bad_paginate_table_names_the_key_and_the_types() -> None:
+def test_a_bad_paginate_table_names_the_key_and_the_types_only_for_a_bad_type() -> None:
     api = HttpConnector("api", ConnectorConfig(kind="http"))
     paginate = {"type": "page_number", "total": "total", "total_pages": "pages"}
     fetch = Fetch(name="items", connector="api", paginate=paginate)
     with pytest.raises(Exception, match="give 'total_pages' or 'total'") as info:
         api.check_fetch(fetch)
+    assert "types:" not in str(info.value)  # the type is right: no list to send one astray
+    wrong = Fetch(name="items", connector="api", paginate={"type": "page_numbr"})
+    with pytest.raises(Exception, match="did you mean 'page_number'") as info:
+        api.check_fetch(wrong)
     assert "types: none, next_url, link_header, page_number, offset, cursor" in str(info.value)
 
 

@@ -196,6 +196,15 @@ class Cassettes:
             raise ConfigError("--record and --replay exclude each other: give one")
         if record is None and replay is None:
             return None
+        if record is not None:
+            # A path that cannot hold cassettes is a mistake in the command: said before
+            # the run starts, as a usage error (exit 2), not as a failed run.
+            try:
+                record.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"--record {record}: cannot make the cassette directory: {exc.strerror}"
+                ) from None
         return cls(replay or record, replay=replay is not None)  # type: ignore[arg-type]
 
     def transports(self, connectors: dict[str, Connector]) -> dict[str, Transport]:
