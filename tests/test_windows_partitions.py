@@ -142,6 +142,10 @@ def test_podium_state_show_set_and_reset(tmp_path: Path) -> None:
     assert '"value": "2026-11-01T00:00:00Z"' in shown.stdout
     bad = podium("state", "set", "issues", "whatever", "1")
     assert bad.exit_code == 2 and "incremental:STAGE" in bad.stderr
+    # A stage that does not exist: kept, it would never be read.
+    nosuch = podium("state", "set", "issues", "incremental:isues", '"x"')
+    assert nosuch.exit_code == 2 and "no incremental stage 'isues'" in nosuch.stderr
+    assert "keys: incremental:issues" in nosuch.stderr
     asked = podium("state", "reset", "issues")
     assert asked.exit_code == 2 and "--yes" in asked.stderr  # not at a terminal
     reset = podium("state", "reset", "issues", "--yes")

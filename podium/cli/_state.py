@@ -99,6 +99,10 @@ def set_(
         parsed: Any = orjson.loads(value)
     except orjson.JSONDecodeError:
         parsed = value
+    problem = _not_a_mark(loaded, pipeline, key, parsed)
+    if problem is not None:
+        error(problem)
+        raise typer.Exit(EXIT_USAGE)
     _journal(loaded, "set_state", pipeline, key, parsed)
     plain(f"{pipeline}: {key} = {parsed!r}")
 
@@ -123,3 +127,27 @@ def reset(
         typer.confirm(f"Forget {what} of {pipeline}?", abort=True)
     removed = _journal(loaded, "reset_state", pipeline, key)
     plain(f"{pipeline}: {removed} value(s) removed")
+
+
+def _not_a_mark(loaded: Config, pipeline: str, key: str, value: Any) -> str | None:
+    """Why ``key`` = ``value`` is no mark a run would read, or None. A value set under a
+    stage that does not exist (or is not incremental) would be kept and never used."""
+    from datetime import datetime
+
+    from podium.pipeline import Fetch
+
+    stage_name = key.removeprefix("incremental:").split(":", 1)[0]
+    stages = {s.name: s for s in loaded.pipeline(pipeline).stages}
+    incremental = [n for n, s in stages.items() if isinstance(s, Fetch) and s.incremental]
+    stage = stages.get(stage_name)
+    if not isinstance(stage, Fetch) or stage.incremental is None:
+        known = ", ".join(f"incremental:{n}" for n in incremental) or "none"
+        return f"key {key!r}: {pipeline} has no incremental stage {stage_name!r} (keys: {known})"
+    if stage.incremental.window is not None:
+        try:
+            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return (
+                f"key {key!r}: a window's mark is a time, e.g. 2026-11-01T00:00:00Z (not {value!r})"
+            )
+    return None
