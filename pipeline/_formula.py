@@ -30,6 +30,8 @@ keep Expr's dict-walk shortcut.
 from __future__ import annotations
 
 import ast
+import keyword
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,7 +121,9 @@ def _parse(source: str, text: str) -> ast.Expression:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         at = f" at character {exc.offset}" if exc.offset else ""
-        raise PipelineError(f"invalid expression {source!r}: {exc.msg}{at}") from None
+        raise PipelineError(
+            f"invalid expression {source!r}: {exc.msg}{at}{_keyword_hint(text)}"
+        ) from None
     nodes = list(ast.walk(tree))
     for node in nodes:
         if not isinstance(node, _SYNTAX):
@@ -168,3 +172,21 @@ def _json(value: Any) -> Any:
     if isinstance(value, timedelta):
         return value.total_seconds()
     return value
+
+
+# The keywords a formula may use; any other is a field name Python cannot parse.
+_FORMULA_KEYWORDS = frozenset({"and", "or", "not", "if", "else", "None", "True", "False"})
+
+
+def _keyword_hint(text: str) -> str:
+    """A field named like a Python keyword (``from``, ``class``) cannot be named in a
+    formula: say so, and how to reach it, instead of leaving "invalid syntax" alone."""
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    taken = next((w for w in words if keyword.iskeyword(w) and w not in _FORMULA_KEYWORDS), None)
+    if taken is None:
+        return ""
+    return (
+        f" ({taken!r} is a Python keyword, so a field of that name cannot be named in a "
+        f"formula: copy it with JMESPath first, compute.{taken}_ = '\"{taken}\"', and use "
+        f"{taken}_)"
+    )

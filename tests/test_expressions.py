@@ -171,3 +171,16 @@ def test_a_bad_compute_is_one_line_naming_the_stage(
 ) -> None:
     line = one_line_error(tmp_path, fetch_extra=SHAPE.format(compute=compute))
     assert "stages[1].compute: x: " in line and words in line, line
+
+
+def test_a_field_named_like_a_python_keyword_gets_a_way_around() -> None:
+    from podium.pipeline import PipelineError
+    from podium.pipeline._formula import Formula
+
+    with pytest.raises(PipelineError) as caught:
+        Formula("expr: from * 2")
+    message = caught.value.message
+    assert "'from' is a Python keyword" in message and "compute.from_ = '\"from\"'" in message
+    with pytest.raises(PipelineError) as plain:
+        Formula("expr: value *")
+    assert "keyword" not in plain.value.message  # only when one is there
