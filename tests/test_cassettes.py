@@ -621,3 +621,46 @@ def test_a_record_path_that_cannot_hold_cassettes_is_a_usage_error(tmp_path: Pat
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert "--record" in line and "cannot make the cassette directory" in line
+
+
+@pytest.mark.anyio
+async def test_a_replay_needs_no_credential_from_the_environment(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Recorded with the token set; replayed in "CI", where it is not: the config's
+    `${REPLAY_TOKEN}` reads as a placeholder, and the cassette answers as before."""
+    import anyio
+    from aiohttp import web
+
+    async def items(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer s3cret-replay"
+        return web.json_response([{"id": 1}, {"id": 2}])
+
+    app = web.Application()
+    app.router.add_get("/items", items)
+    base = await serve(app)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "p.db"}"\n'
+        f'[connectors.api]\nkind = "http"\nbase_url = "{base}"\n'
+        'auth = { type = "bearer", token = "${REPLAY_TOKEN}" }\n'
+        '[pipelines.p]\n[[pipelines.p.stages]]\nname = "get"\nkind = "fetch"\n'
+        'connector = "api"\npath = "/items"\n'
+        '[[pipelines.p.stages]]\nname = "save"\nkind = "store"\ntable = "items"\nkey = ["id"]\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "REPLAY_TOKEN"}
+    cassettes = tmp_path / "cassettes"
+    command = [str(PODIUM), "run", "p", "--config", str(config)]
+    recorded = await anyio.run_process(
+        [*command, "--record", str(cassettes)],
+        env=env | {"REPLAY_TOKEN": "s3cret-replay"}, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    assert "s3cret-replay" not in (cassettes / "api.yaml").read_text()
+    replayed = await anyio.run_process(
+        [*command, "--replay", str(cassettes)], env=env, cwd=tmp_path, check=False
+    )
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    unset = await anyio.run_process(command, env=env, cwd=tmp_path, check=False)
+    assert unset.returncode == 2 and b"REPLAY_TOKEN is not set" in unset.stderr  # live: needed

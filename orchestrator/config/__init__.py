@@ -1,7 +1,7 @@
 """Loading ``config.toml``: parse, interpolate ``${ENV}``, validate, compile."""
 
 from ._errors import config_error, did_you_mean
-from ._interpolate import interpolate
+from ._interpolate import UnsetAsPlaceholder, interpolate
 from ._load import (
     DEFAULT_DATABASE_URL,
     Config,
@@ -17,6 +17,7 @@ __all__ = [
     "DatabaseConfig",
     "JournalConfig",
     "LimitsConfig",
+    "UnsetAsPlaceholder",
     "config_error",
     "did_you_mean",
     "interpolate",

@@ -6,8 +6,9 @@ and the key that uses it, never a silent empty string.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from podium.pipeline import ConfigError
@@ -28,6 +29,23 @@ _PLAIN_KEYS = frozenset(
 # Alert destinations are URLs whose path or user part is often the credential itself
 # (slack://T0/B0/XyZ, a webhook's secret path): nothing there is plain.
 ALERT_PLAIN_KEYS = frozenset({"description", "timezone"})
+
+
+class UnsetAsPlaceholder(Mapping[str, str]):
+    """The process environment, where a ``${VAR}`` that is not set and has no default reads
+    as ``placeholder`` instead of being an error (a replay from cassettes needs none)."""
+
+    def __init__(self, placeholder: str = "podium-replay-unset") -> None:
+        self.placeholder = placeholder
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
 
 
 def interpolate(
@@ -68,6 +86,8 @@ def _resolve(text: str, env: Mapping[str, str], where: str, secrets: set[str] | 
             return env[name]
         if default is not None:
             return default
+        if isinstance(env, UnsetAsPlaceholder):
+            return env.placeholder
         raise ConfigError(
             f"environment variable {name} is not set (write ${{{name}:-default}} for a default)",
             where=where,

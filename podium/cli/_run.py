@@ -287,10 +287,14 @@ def run_command(
     import anyio
 
     from podium.orchestrator import configure_logging, load_config
+    from podium.orchestrator.config import UnsetAsPlaceholder
 
     level = "DEBUG" if verbose else "WARNING" if as_json else "INFO"
     configure_logging(level=level, json=log_json, replace_default=True)
-    config = load_config(config_path)
+    # A replay needs no credential: the cassette answers, and requests are matched with
+    # their credentials masked. An unset ${VAR} reads as a placeholder instead of failing.
+    replaying = cassettes is not None and cassettes.replay
+    config = load_config(config_path, env=UnsetAsPlaceholder() if replaying else None)
     err = console(stderr=True)
     show_progress = err.is_terminal and not as_json and not log_json
     result, notes = anyio.run(
