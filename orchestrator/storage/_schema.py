@@ -24,6 +24,7 @@ whose overlap policy forbids it has one running run across every node;
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -45,6 +46,12 @@ COUNTS = (
     "stored",
     "checks_failed",
 )
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    """A row as a dict keyed by plain ``str``: SQLAlchemy's keys are ``quoted_name``, a
+    str subclass that orjson (every ``--json`` and the endpoint) refuses as a key."""
+    return {str(key): value for key, value in row._mapping.items()}
 
 
 def utcnow() -> datetime:
