@@ -154,6 +154,17 @@ class _Survey:
     problems: list[str] = field(default_factory=list)
 
 
+def read_runtime_files(directory: Path) -> list[dict[str, Any]]:
+    """What the runtime files in ``directory`` say (hints only: any may be stale)."""
+    found = []
+    for path in sorted(directory.glob("daemon-*.json")):
+        with contextlib.suppress(OSError, orjson.JSONDecodeError):
+            info = orjson.loads(path.read_bytes())
+            if isinstance(info, dict):
+                found.append(info)
+    return found
+
+
 def _base_url(info: dict[str, Any]) -> str:
     host = str(info.get("host") or "127.0.0.1")
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
@@ -356,15 +367,24 @@ async def follow_progress(call: DaemonCall, run_id: str) -> AsyncIterator[dict[s
 
     headers = {"Authorization": f"Bearer {call.token}"} if call.token else {}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(f"{call.base_url}/api/runs/{run_id}/progress", headers=headers) as response,
-    ):
-        if response.status != 200:
-            raise PodiumError(f"the daemon refused the progress of run {run_id}: {response.status}")
-        async for line in response.content:
-            if line.strip():
-                yield orjson.loads(line)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"{call.base_url}/api/runs/{run_id}/progress", headers=headers) as response,
+        ):
+            if response.status != 200:
+                raise PodiumError(
+                    f"the daemon refused the progress of run {run_id}: {response.status}"
+                )
+            async for line in response.content:
+                if line.strip():
+                    yield orjson.loads(line)
+    except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
+        # The daemon stopped (or was killed) mid-run: the run's outcome is in the journal.
+        raise PodiumError(
+            f"lost node {call.node_id!r} while following run {run_id}; "
+            f"see: podium show {run_id}"
+        ) from None
 
 
 async def fetch_statuses(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:

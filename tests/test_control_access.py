@@ -4,14 +4,25 @@ parse: a wrong token is one line and never costs the daemon its runtime file."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 
-from .daemon_helpers import PODIUM, pipeline_toml, start_daemon, write_config
-from .servers import items_app
+from .daemon_helpers import (
+    PODIUM,
+    free_port,
+    pipeline_toml,
+    start_daemon,
+    wait_for,
+    write_config,
+)
+from .servers import items_app, slow_app
 
 pytestmark = pytest.mark.anyio
 WRITE = "control-write-token-5b2e8f1c"
@@ -88,5 +99,101 @@ async def test_a_config_that_is_not_toml_is_reported_as_such(
             assert "invalid TOML" in err and "write token" not in err, err
             assert err.strip().splitlines() == validated.strip().splitlines()[-1:], err
         assert daemon.own_info() is not None
+    finally:
+        await daemon.aclose()
+
+
+async def test_a_port_in_use_is_one_line_naming_the_address_and_the_daemon_there(
+    serve: Callable[..., object], tmp_path: Path
+) -> None:
+    app, _seen = items_app(pages=1)
+    base = await serve(app)
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.toml",
+        database=f"sqlite:///{tmp_path / 'podium.db'}",
+        base_url=base,
+        scheduler=f"port = {port}",
+        pipelines=pipeline_toml("sync", '{ interval = "1h" }'),
+    )
+    config.write_text(config.read_text(encoding="utf-8").replace("port = 0\n", ""), "utf-8")
+    first = await start_daemon(config, "node-1")
+    try:
+        await first.wait_ready()
+        code, _, err = await cli("daemon", "--config", str(config), "--node-id", "node-2")
+        assert code == 2, err
+        assert f"cannot listen on 127.0.0.1:{port}" in err, err
+        assert "node 'node-1' of this config" in err and "already running" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        await first.aclose()
+    with socket.socket() as other:  # something else holds the port
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        code, _, err = await cli("daemon", "--config", str(config), "--node-id", "node-3")
+    assert code == 2, err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "[scheduler] port" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+SLOW = """
+[pipelines.slow]
+[[pipelines.slow.stages]]
+name = "wait"
+kind = "fetch"
+connector = "api"
+path = "/slow/1"
+"""
+
+
+async def _follower(config: Path, pipeline: str, log: Path) -> anyio.abc.Process:
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return await anyio.open_process(
+            [PODIUM, "trigger", pipeline, "--wait", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_following_a_run_survives_the_daemon_dying_and_the_follower_leaving(
+    serve: Callable[..., object], tmp_path: Path
+) -> None:
+    app, seen = slow_app(30.0)
+    base = await serve(app)
+    config = write_config(
+        tmp_path / "config.toml",
+        database=f"sqlite:///{tmp_path / 'podium.db'}",
+        base_url=base,
+        pipelines=SLOW + SLOW.replace("slow]", "slow2]").replace("slow.", "slow2."),
+    )
+    daemon = await start_daemon(config, "node-f")
+    try:
+        await daemon.wait_ready()
+        # A follower interrupted with Ctrl-C: normal, so the daemon logs no error.
+        log = tmp_path / "first.log"
+        follower = await _follower(config, "slow", log)
+        await wait_for(lambda: seen.requests >= 1, 15, what="the first run to start")
+        await anyio.sleep(0.5)
+        follower.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            await follower.wait()
+        await follower.aclose()
+        await anyio.sleep(1)
+        assert "Error handling request" not in daemon.output(), daemon.output()
+        assert "Traceback" not in daemon.output(), daemon.output()
+
+        # The daemon killed under a follower: one line, and a non-zero exit.
+        log = tmp_path / "second.log"
+        follower = await _follower(config, "slow2", log)
+        await wait_for(lambda: seen.requests >= 2, 15, what="the second run to start")
+        await anyio.sleep(0.5)
+        daemon.send(signal.SIGKILL)
+        with anyio.fail_after(15):
+            code = await follower.wait()
+        await follower.aclose()
+        err = log.read_text(encoding="utf-8")
+        assert code == 1, err
+        assert "lost node 'node-f' while following run" in err, err
+        assert "Traceback" not in err and "podium show" in err, err
     finally:
         await daemon.aclose()
