@@ -350,8 +350,11 @@ async def call_daemon(
             headers["Authorization"] = f"Bearer {bearer}"
         try:
             async with session.post(f"{base}{path}", json=body, headers=headers) as response:
-                answer = await response.json(content_type=None)
                 status = response.status
+                try:
+                    answer = await response.json(content_type=None)
+                except ValueError:  # a crash's plain-text 500, say: the status says enough
+                    answer = {"error": f"HTTP {status} without an answer; see the daemon's log"}
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise PodiumError(
                 f"node {doc['node_id']!r} at {base} did not answer ({type(exc).__name__})"
@@ -382,8 +385,7 @@ async def follow_progress(call: DaemonCall, run_id: str) -> AsyncIterator[dict[s
     except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
         # The daemon stopped (or was killed) mid-run: the run's outcome is in the journal.
         raise PodiumError(
-            f"lost node {call.node_id!r} while following run {run_id}; "
-            f"see: podium show {run_id}"
+            f"lost node {call.node_id!r} while following run {run_id}; see: podium show {run_id}"
         ) from None
 
 
