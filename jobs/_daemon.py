@@ -385,17 +385,21 @@ class Daemon:
             state = states.get(name)
             last = await journal.runs(name, 1) if journal is not None else []
             run = last[0] if last else None
+            is_paused = schedule.paused or name in paused
+            # A paused pipeline's fires are skipped: the scheduler's next one is not its
+            # next run (the status page says null too).
+            next_fire = None if is_paused or state is None else state.next_fire
             pipelines.append(
                 {
                     "name": name,
                     "schedule": schedule.describe(),
-                    "paused": schedule.paused or name in paused,
+                    "paused": is_paused,
                     "paused_by_hand": name in paused,
                     "paused_reason": paused.get(name, {}).get("reason"),
                     "backfill_pending": backfilling.get(name, 0),
                     "overlap": schedule.overlap,
                     "catch_up": schedule.catch_up,
-                    "next_fire": _iso(state.next_fire if state else None),
+                    "next_fire": _iso(next_fire),
                     "running": running.get(name, 0),
                     "last_run": None
                     if run is None

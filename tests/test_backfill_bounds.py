@@ -8,7 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import anyio
+import orjson
 import pytest
 
 from .daemon_helpers import PODIUM, pipeline_toml, start_daemon, write_config
@@ -18,7 +20,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    result = await anyio.run_process([PODIUM, *args], check=False, env=dict(os.environ))
+    env = {**os.environ, "COLUMNS": "200"}  # tables unwrapped, one row a line
+    result = await anyio.run_process([PODIUM, *args], check=False, env=env)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
@@ -69,5 +72,45 @@ async def test_backfill_refuses_the_future_far_dates_and_monitors(
 
         output = daemon.output()
         assert "Traceback" not in output and "OverflowError" not in output, output
+    finally:
+        await daemon.aclose()
+
+
+async def test_status_shows_a_paused_pipeline_with_no_next_fire_as_the_page_does(
+    serve: Callable[..., object], tmp_path: Path
+) -> None:
+    app, _seen = items_app(pages=1)
+    base = await serve(app)
+    pipelines = pipeline_toml("hourly", '{ cron = "0 * * * *" }')
+    pipelines += pipeline_toml("other", '{ cron = "0 * * * *" }')
+    config = write_config(
+        tmp_path / "config.toml",
+        database=f"sqlite:///{tmp_path / 'podium.db'}",
+        base_url=base,
+        pipelines=pipelines,
+    )
+    args = ("--config", str(config))
+    daemon = await start_daemon(config, "node-ps")
+    try:
+        info = await daemon.wait_ready()
+        assert (await cli("pause", "hourly", "--reason", "incident 9", *args))[0] == 0
+        code, out, err = await cli("status", "--json", *args)
+        assert code == 0, err
+        [doc] = orjson.loads(out)
+        by_name = {p["name"]: p for p in doc["pipelines"]}
+        assert by_name["hourly"]["paused"] and by_name["hourly"]["next_fire"] is None
+        assert by_name["other"]["next_fire"] is not None
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{info['port']}/.json"
+            async with session.get(url) as response:
+                page = await response.json()
+        on_page = {p["name"]: p for p in page["pipelines"]}
+        assert on_page["hourly"]["next_fire"] is None  # the two agree
+
+        code, out, err = await cli("status", *args)
+        assert code == 0, err
+        [row] = [line for line in out.splitlines() if "hourly" in line]
+        assert "paused" in out and "yes: incident 9" in row, out
+        assert by_name["other"]["next_fire"][:10] not in row  # no next fire shown
     finally:
         await daemon.aclose()
