@@ -34,6 +34,10 @@ from podium.pipeline import StoreError
 from ._types import UTCDateTime
 
 RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted", "timed_out", "cancelled")
+# How a run started: the daemon's fires (schedule, catch_up, backfill) and requests
+# (manual: the command line, api: HTTP), `podium run` (cli), podium.run() (python), and
+# a dead-letter replay.
+RUN_TRIGGERS = ("schedule", "catch_up", "backfill", "manual", "api", "cli", "python", "replay")
 # Counters of a run row, in the order the run summary prints them.
 COUNTS = (
     "requests",
