@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import orjson
 from loguru import logger
 
 from podium.orchestrator import Database, Journal
@@ -91,11 +92,29 @@ class Operations:
         try:
             run = await self.pool.start_now(fire)
         except DuplicateTrigger as exc:
+            if exc.run_id is not None:
+                await self._same_params(exc.run_id, found.params, params or {}, idempotency_key)
             return {"pipeline": pipeline, "run_id": exc.run_id, "created": False}
         except PodiumError as exc:
             raise OperationError(str(exc), 409 if isinstance(exc, PipelineBusy) else 422) from None
         logger.bind(pipeline=pipeline).info("run {} started ({})", run.id[:8], trigger)
         return {"pipeline": pipeline, "run_id": run.id, "created": True}
+
+    async def _same_params(
+        self, run_id: str, defaults: dict[str, Any], asked: dict[str, Any], key: str | None
+    ) -> None:
+        """Refuse a reused idempotency key sent with other parameters (as Stripe does):
+        answering with the old run would say the new request ran when it did not."""
+        run, _events, _checks = await Journal(self.database).run(run_id)
+        wanted = _as_json({**defaults, **asked})
+        used = _as_json(run.params)
+        differ = sorted(k for k in wanted.keys() | used.keys() if wanted.get(k) != used.get(k))
+        if differ:
+            raise OperationError(
+                f"idempotency key {key!r} was used for run {run_id} with other parameters "
+                f"({', '.join(differ)}): use a new key for a different request",
+                400,
+            )
 
     async def backfill(
         self, pipeline: str, start: datetime, end: datetime, *, concurrency: int = 1
@@ -234,6 +253,12 @@ class Operations:
 def _counts(values: dict[str, Any]) -> dict[str, Any]:
     keys = ("requests", "retries", "failed_requests", "skipped_requests", "records_in", "stored")
     return {k: values.get(k, 0) for k in keys}
+
+
+def _as_json(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as the journal keeps them (JSON), so a date compares with its text."""
+    out: dict[str, Any] = orjson.loads(orjson.dumps(params, default=str))
+    return out
 
 
 def parse_time(text: str, what: str) -> datetime:

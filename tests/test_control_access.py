@@ -197,3 +197,32 @@ async def test_following_a_run_survives_the_daemon_dying_and_the_follower_leavin
         assert "Traceback" not in err and "podium show" in err, err
     finally:
         await daemon.aclose()
+
+
+async def test_an_idempotency_key_reused_with_other_params_is_refused(
+    serve: Callable[..., object], tmp_path: Path
+) -> None:
+    app, _seen = items_app(pages=1)
+    base = await serve(app)
+    config = write_config(
+        tmp_path / "config.toml",
+        database=f"sqlite:///{tmp_path / 'podium.db'}",
+        base_url=base,
+        pipelines=pipeline_toml("sync", '{ interval = "1h" }', extra="params = { n = 1 }"),
+    )
+    args = ("trigger", "sync", "--idempotency-key", "k1", "--config", str(config))
+    daemon = await start_daemon(config, "node-k")
+    try:
+        await daemon.wait_ready()
+        code, out, err = await cli(*args, "--param", "n=5")
+        assert code == 0, err
+        run_id = out.split()[1]
+        code, out, err = await cli(*args, "--param", "n=5")  # the same request: the same run
+        assert code == 0 and f"already started run {run_id}" in out, (out, err)
+        for other in (("--param", "n=9"), ()):  # n=9, and the default n=1
+            code, out, err = await cli(*args, *other)
+            assert code == 2 and out == "", (other, out, err)
+            assert f"idempotency key 'k1' was used for run {run_id} with other parameters" in err
+            assert len(err.strip().splitlines()) == 1, err
+    finally:
+        await daemon.aclose()
