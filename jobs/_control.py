@@ -15,8 +15,11 @@ Beside the config, in ``<config dir>/<runtime_dir>/``, each node has two files:
 The runtime file is only a hint. ``podium reload`` and ``podium status`` trust a daemon
 only after its endpoint answers ``/status`` with the same node id and instance token; a
 file whose endpoint refuses the connection or answers as someone else is stale and is
-removed. Nothing here sends a signal: a pid read from a file may have been reused by
-any process since.
+removed. One whose endpoint answers 401 or 403 (the command line's token is wrong or
+missing) or a server error stays: a daemon may well live there, and removing its file would
+hide it from every command. ``/status`` is asked with the config's ``read_token``, else its
+``token``, else the token the daemon keeps in its runtime file. Nothing here sends a
+signal: a pid read from a file may have been reused by any process since.
 """
 
 from __future__ import annotations
@@ -53,22 +56,38 @@ def runtime_dir(config_path: Path, configured: str | None = None) -> Path:
     return (config_path.parent / configured).resolve()
 
 
-def config_token(config_path: Path) -> str | None:
-    """``[scheduler] token`` of the config, read on its own (a reload must work with a
-    config whose other parts are broken): ``${ENV}`` resolved, None when not set."""
-    from podium.orchestrator.config import interpolate
+@dataclass(frozen=True)
+class ConfigTokens:
+    """The endpoint tokens a config gives the command line (``${ENV}`` resolved)."""
 
-    try:
-        raw = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
-    value = (
-        raw.get("scheduler", {}).get("token") if isinstance(raw.get("scheduler"), dict) else None
-    )
-    if not isinstance(value, str):
-        return None
-    token = interpolate(value, os.environ, "scheduler.token")
-    return str(token) if token else None
+    write: str | None = None
+    read: str | None = None
+
+
+def config_tokens(config_path: Path) -> ConfigTokens:
+    """``[scheduler] token`` and ``read_token``, read on their own: a reload must work
+    with a config whose other parts are invalid. A file that is not TOML at all raises
+    the ConfigError ``podium validate`` gives — sending no token would only earn a 401
+    that hides the real mistake."""
+    from podium.orchestrator.config import interpolate, read_toml
+
+    raw = read_toml(Path(config_path))
+    table = raw.get("scheduler")
+    table = table if isinstance(table, dict) else {}
+
+    def one(key: str) -> str | None:
+        value = table.get(key)
+        if not isinstance(value, str):
+            return None
+        token = interpolate(value, os.environ, f"scheduler.{key}")
+        return str(token) if token else None
+
+    return ConfigTokens(write=one("token"), read=one("read_token"))
+
+
+def config_token(config_path: Path) -> str | None:
+    """``[scheduler] token`` of the config (see ``config_tokens``), None when not set."""
+    return config_tokens(config_path).write
 
 
 def runtime_file(directory: Path, node_id: str) -> Path:
@@ -135,6 +154,17 @@ class _Survey:
     problems: list[str] = field(default_factory=list)
 
 
+def read_runtime_files(directory: Path) -> list[dict[str, Any]]:
+    """What the runtime files in ``directory`` say (hints only: any may be stale)."""
+    found = []
+    for path in sorted(directory.glob("daemon-*.json")):
+        with contextlib.suppress(OSError, orjson.JSONDecodeError):
+            info = orjson.loads(path.read_bytes())
+            if isinstance(info, dict):
+                found.append(info)
+    return found
+
+
 def _base_url(info: dict[str, Any]) -> str:
     host = str(info.get("host") or "127.0.0.1")
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
@@ -158,6 +188,7 @@ async def _survey(session: Any, config_path: Path, node_id: str | None) -> _Surv
     import aiohttp
 
     survey = _Survey(runtime_dir(config_path))
+    tokens = config_tokens(config_path)
     for path in sorted(survey.directory.glob("daemon-*.json")):
         try:
             raw = path.read_bytes()
@@ -167,22 +198,37 @@ async def _survey(session: Any, config_path: Path, node_id: str | None) -> _Surv
             continue  # not a runtime file this version wrote: leave it alone
         if node_id is not None and name != node_id:
             continue
+        bearer = tokens.read or tokens.write or info.get("token")
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         try:
             timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT)
-            async with session.get(f"{url}/status", timeout=timeout) as response:
-                doc = await response.json() if response.status == 200 else None
+            async with session.get(f"{url}/status", timeout=timeout, headers=headers) as response:
+                status = response.status
+                doc = await response.json() if status == 200 else None
         except TimeoutError:  # first: aiohttp's timeouts are connection errors too
             survey.problems.append(
                 f"node {name!r} at {url} did not answer within {STATUS_TIMEOUT:g}s"
             )
             continue  # perhaps alive but busy: neither trusted nor removed
         except (aiohttp.ClientConnectionError, OSError):
-            doc = None  # nothing listens there any more: the daemon is gone
+            status, doc = None, None  # nothing listens there any more: the daemon is gone
         except (aiohttp.ClientError, ValueError):
-            doc = None  # something answered, but not a daemon's /status
+            status, doc = None, None  # something answered, but not a daemon's /status
         if isinstance(doc, dict) and doc.get("node_id") == name and doc.get("instance") == instance:
             survey.live.append((info, doc))
-        elif _remove_if_unchanged(path, raw):
+        elif status in (401, 403):
+            # A live endpoint that wants a credential: the daemon runs, our token is wrong.
+            which = "wrong" if bearer else "missing"
+            survey.problems.append(
+                f"node {name!r} at {url} refused /status (HTTP {status}): the token is {which}"
+                " — set [scheduler] read_token or token to the daemon's"
+            )
+        elif status is not None and status >= 500:
+            # Perhaps the daemon, failing: neither trusted nor removed.
+            survey.problems.append(
+                f"node {name!r} at {url} answered /status with HTTP {status}; see its log"
+            )
+        elif _remove_if_unchanged(path, raw):  # gone, not a daemon, or another daemon
             survey.removed += 1
     return survey
 
@@ -304,8 +350,11 @@ async def call_daemon(
             headers["Authorization"] = f"Bearer {bearer}"
         try:
             async with session.post(f"{base}{path}", json=body, headers=headers) as response:
-                answer = await response.json(content_type=None)
                 status = response.status
+                try:
+                    answer = await response.json(content_type=None)
+                except ValueError:  # a crash's plain-text 500, say: the status says enough
+                    answer = {"error": f"HTTP {status} without an answer; see the daemon's log"}
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise PodiumError(
                 f"node {doc['node_id']!r} at {base} did not answer ({type(exc).__name__})"
@@ -321,15 +370,23 @@ async def follow_progress(call: DaemonCall, run_id: str) -> AsyncIterator[dict[s
 
     headers = {"Authorization": f"Bearer {call.token}"} if call.token else {}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(f"{call.base_url}/api/runs/{run_id}/progress", headers=headers) as response,
-    ):
-        if response.status != 200:
-            raise PodiumError(f"the daemon refused the progress of run {run_id}: {response.status}")
-        async for line in response.content:
-            if line.strip():
-                yield orjson.loads(line)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"{call.base_url}/api/runs/{run_id}/progress", headers=headers) as response,
+        ):
+            if response.status != 200:
+                raise PodiumError(
+                    f"the daemon refused the progress of run {run_id}: {response.status}"
+                )
+            async for line in response.content:
+                if line.strip():
+                    yield orjson.loads(line)
+    except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
+        # The daemon stopped (or was killed) mid-run: the run's outcome is in the journal.
+        raise PodiumError(
+            f"lost node {call.node_id!r} while following run {run_id}; see: podium show {run_id}"
+        ) from None
 
 
 async def fetch_statuses(config_path: Path, node_id: str | None = None) -> list[dict[str, Any]]:

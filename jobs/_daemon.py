@@ -23,13 +23,13 @@ from loguru import logger
 from podium.orchestrator import Database, Journal, load_config, open_database
 from podium.orchestrator.engine import pipeline_hash
 from podium.orchestrator.storage import Controls, Monitoring
-from podium.pipeline import PipelineBusy, PodiumError, StoreError
+from podium.pipeline import ConfigError, PipelineBusy, PodiumError, StoreError
 
 from ._adapter import Fire, SchedulerAdapter, lateness, missed_fire
 from ._control import hold_node, new_instance, runtime_dir, runtime_file, write_runtime
 from ._http import Endpoint
 from ._metrics import Metrics
-from ._models import Plan, build_plan, check_node_id, default_node_id
+from ._models import Plan, SchedulerSettings, build_plan, check_node_id, default_node_id
 from ._operations import Operations
 from ._pool import RunPool
 from ._watchdog import Watchdog
@@ -112,7 +112,10 @@ class Daemon:
                 )
                 # Its first look comes before the first fire (see Watchdog.serve).
                 await services.start(watchdog.serve, name="daemon:watchdog")
-                self.port = await services.start(endpoint.serve, name="daemon:http")
+                try:
+                    self.port = await services.start(endpoint.serve, name="daemon:http")
+                except OSError as exc:
+                    raise _cannot_listen(directory, self.config_path, settings, exc) from None
                 assert endpoint.access is not None
                 info = {
                     "pid": os.getpid(),
@@ -402,17 +405,21 @@ class Daemon:
             state = states.get(name)
             last = await journal.runs(name, 1) if journal is not None else []
             run = last[0] if last else None
+            is_paused = schedule.paused or name in paused
+            # A paused pipeline's fires are skipped: the scheduler's next one is not its
+            # next run (the status page says null too).
+            next_fire = None if is_paused or state is None else state.next_fire
             pipelines.append(
                 {
                     "name": name,
                     "schedule": schedule.describe(),
-                    "paused": schedule.paused or name in paused,
+                    "paused": is_paused,
                     "paused_by_hand": name in paused,
                     "paused_reason": paused.get(name, {}).get("reason"),
                     "backfill_pending": backfilling.get(name, 0),
                     "overlap": schedule.overlap,
                     "catch_up": schedule.catch_up,
-                    "next_fire": _iso(state.next_fire if state else None),
+                    "next_fire": _iso(next_fire),
                     "running": running.get(name, 0),
                     "last_run": None
                     if run is None
@@ -453,6 +460,45 @@ async def _retry_startup(fn: Any, *args: Any) -> Any:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _cannot_listen(
+    directory: Path, config: Path, settings: SchedulerSettings, exc: OSError
+) -> ConfigError:
+    """One line for an endpoint that cannot bind: which address, and who holds it when a
+    runtime file of this config says so (a hint: the file may be stale)."""
+    from ._control import read_runtime_files
+
+    port = settings.port
+    where = f"{settings.host}:{port}"
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    holders = [
+        info
+        for info in read_runtime_files(directory)
+        if info.get("port") == port and _alive(info.get("pid"))
+    ]
+    if holders:
+        info = holders[0]
+        hint = (
+            f"node {info.get('node_id')!r} of this config (pid {info.get('pid')}) is already "
+            f"running there — see: podium status --config {config}"
+        )
+    else:
+        hint = "stop what listens there, or set [scheduler] port to a free one (0 picks one)"
+    return ConfigError(f"the daemon cannot listen on {where}: {reason}; {hint}")
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process with this pid exists (signal 0 only checks; nothing is sent)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def run_daemon(config_path: str | Path, *, node_id: str | None = None) -> int:

@@ -128,11 +128,14 @@ class Endpoint:
         stream = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await stream.prepare(request)
         try:
-            async for line in self.operations.progress(request.match_info["run_id"]):
-                await stream.write(orjson.dumps(line) + b"\n")
-        except OperationError as exc:
-            await stream.write(orjson.dumps({"error": str(exc), "done": True}) + b"\n")
-        await stream.write_eof()
+            try:
+                async for line in self.operations.progress(request.match_info["run_id"]):
+                    await stream.write(orjson.dumps(line) + b"\n")
+            except OperationError as exc:
+                await stream.write(orjson.dumps({"error": str(exc), "done": True}) + b"\n")
+            await stream.write_eof()
+        except ConnectionResetError:
+            pass  # the follower went away (Ctrl-C on --wait): the run goes on, nothing to log
         return stream
 
     # -- writes --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import orjson
 from loguru import logger
 
 from podium.orchestrator import Database, Journal
@@ -33,6 +34,9 @@ from ._pool import RunPool
 from ._slots import slots_between
 
 MAX_BACKFILL_SLOTS = 10_000
+# Earlier is a typo, not history: no API holds data for it, and date arithmetic near
+# year 1 overflows.
+EARLIEST_BACKFILL = datetime(1970, 1, 1, tzinfo=UTC)
 PROGRESS_EVERY = 0.5
 TRIGGERS = ("api", "manual")
 
@@ -88,18 +92,47 @@ class Operations:
         try:
             run = await self.pool.start_now(fire)
         except DuplicateTrigger as exc:
+            if exc.run_id is not None:
+                await self._same_params(exc.run_id, found.params, params or {}, idempotency_key)
             return {"pipeline": pipeline, "run_id": exc.run_id, "created": False}
         except PodiumError as exc:
             raise OperationError(str(exc), 409 if isinstance(exc, PipelineBusy) else 422) from None
         logger.bind(pipeline=pipeline).info("run {} started ({})", run.id[:8], trigger)
         return {"pipeline": pipeline, "run_id": run.id, "created": True}
 
+    async def _same_params(
+        self, run_id: str, defaults: dict[str, Any], asked: dict[str, Any], key: str | None
+    ) -> None:
+        """Refuse a reused idempotency key sent with other parameters (as Stripe does):
+        answering with the old run would say the new request ran when it did not."""
+        run, _events, _checks = await Journal(self.database).run(run_id)
+        wanted = _as_json({**defaults, **asked})
+        used = _as_json(run.params)
+        differ = sorted(k for k in wanted.keys() | used.keys() if wanted.get(k) != used.get(k))
+        if differ:
+            raise OperationError(
+                f"idempotency key {key!r} was used for run {run_id} with other parameters "
+                f"({', '.join(differ)}): use a new key for a different request",
+                400,
+            )
+
     async def backfill(
         self, pipeline: str, start: datetime, end: datetime, *, concurrency: int = 1
     ) -> dict[str, Any]:
-        """One run per slot of the pipeline's schedule in [start, end) that has none."""
+        """One run per slot of the pipeline's schedule in [start, end) that has none.
+
+        Only past slots: a slot run before its time fetches data before it exists, and
+        its real fire would then find it done. ``end`` past now is clipped to now (the
+        answer's ``to`` says so); a range that starts after now is refused."""
         self._pipeline(pipeline)
-        schedule = self.plan().schedules.get(pipeline)
+        plan = self.plan()
+        if pipeline in plan.config.monitors:
+            raise OperationError(
+                f"{pipeline!r} is a monitor: probes run now would count towards its uptime "
+                "and alert state as if they were past checks, so it cannot be backfilled",
+                400,
+            )
+        schedule = plan.schedules.get(pipeline)
         if schedule is None:
             raise OperationError(
                 f"pipeline {pipeline!r} has no schedule: a backfill runs its slots", 400
@@ -110,11 +143,31 @@ class Operations:
             raise OperationError("'from' must be before 'to'", 400)
         if not 1 <= concurrency <= 64:
             raise OperationError("concurrency is 1 to 64", 400)
+        now = datetime.now(UTC)
+        if start > now:
+            raise OperationError(
+                f"'from' ({start.isoformat()}) is in the future: a backfill runs past slots "
+                "only; the schedule runs the others when they come",
+                400,
+            )
+        if start < EARLIEST_BACKFILL:
+            raise OperationError(
+                f"'from' ({start.isoformat()}) is before {EARLIEST_BACKFILL:%Y-%m-%d}, "
+                "the earliest slot a backfill runs",
+                400,
+            )
+        end = min(end, now)
         try:
             slots = slots_between(schedule, start, end, MAX_BACKFILL_SLOTS)
         except ValueError:
             raise OperationError(
                 f"the range holds more than {MAX_BACKFILL_SLOTS} slots: backfill it in parts",
+                400,
+            ) from None
+        except OverflowError:
+            raise OperationError(
+                f"'from' ({start.isoformat()}) is too far back to step the schedule from: "
+                "give a time within the pipeline's life",
                 400,
             ) from None
         done = await Journal(self.database).fired(pipeline, slots)
@@ -129,6 +182,7 @@ class Operations:
             "slots": len(slots),
             "already_run": len(done),
             "queued": len(todo),
+            "to": end.isoformat(),
             "scheduled_for": [s.isoformat() for s in todo],
         }
 
@@ -199,6 +253,12 @@ class Operations:
 def _counts(values: dict[str, Any]) -> dict[str, Any]:
     keys = ("requests", "retries", "failed_requests", "skipped_requests", "records_in", "stored")
     return {k: values.get(k, 0) for k in keys}
+
+
+def _as_json(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as the journal keeps them (JSON), so a date compares with its text."""
+    out: dict[str, Any] = orjson.loads(orjson.dumps(params, default=str))
+    return out
 
 
 def parse_time(text: str, what: str) -> datetime:

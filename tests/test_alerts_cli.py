@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import orjson
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -117,6 +118,9 @@ async def test_a_monitor_run_from_the_command_line_notifies_and_masks_secrets(
     assert receiver.requests, "the webhook was tried"
     listing = await podium("alerts", "--config", str(config), env=env)
     as_json = await podium("alerts", "--config", str(config), "--json", env=env)
+    assert as_json.exit_code == 0, as_json.stderr
+    notifications = orjson.loads(as_json.output)["notifications"]
+    assert notifications and {n["status"] for n in notifications} == {"failed"}
     stored = repr(sql(f"sqlite:///{tmp_path / 'podium.db'}", "SELECT * FROM podium_alert_outbox"))
     for text in (result.output, listing.output, as_json.output, stored):
         assert token not in text and smtp_server.password not in text

@@ -151,7 +151,7 @@ def test_runs_filters_and_json(tmp_path: Path) -> None:
     assert [r["status"] for r in everything] == ["ok", "failed", "ok"]
     assert [r["pipeline"] for r in runs("--status", "failed")] == ["broken"]
     assert len(runs("--status", "ok", "--status", "failed")) == 3
-    assert len(runs("--trigger", "cli")) == 3 and runs("--trigger", "daemon") == []
+    assert len(runs("--trigger", "cli")) == 3 and runs("--trigger", "schedule") == []
     assert len(runs("--since", "1h")) == 3 and runs("--since", "2099-01-01T00:00") == []
     started = datetime.fromisoformat(str(everything[-1]["started_at"]))
     assert started.tzinfo is not None and datetime.now(UTC) - started < timedelta(minutes=5)

@@ -9,6 +9,7 @@ from ._load import (
     JournalConfig,
     LimitsConfig,
     load_config,
+    read_toml,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "did_you_mean",
     "interpolate",
     "load_config",
+    "read_toml",
 ]

@@ -164,7 +164,7 @@ class Config:
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     path = Path(path)
     env = os.environ if env is None else env
-    raw = _read_toml(path)
+    raw = read_toml(path)
     top_level = {k: v for k, v in raw.items() if k not in _ENTRY_TABLES}
     secrets: set[str] = set()
     resolved_top = interpolate(top_level, env, "", secrets)
@@ -316,7 +316,8 @@ def _guard(build: Any, *args: Any) -> Any:
         return exc
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML, or the one-line ConfigError ``podium validate`` gives."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:

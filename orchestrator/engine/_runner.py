@@ -225,7 +225,7 @@ async def _execute(ctx: RunContext, journal: Journal) -> RunResult:
         except TimeoutError:
             run.status, run.error = "timed_out", f"run exceeded its timeout of {pipeline.timeout}s"
         except anyio.get_cancelled_exc_class():
-            run.status, run.error = "interrupted", "run was cancelled"
+            run.status, run.error = "interrupted", "run was interrupted before it finished"
             with anyio.CancelScope(shield=True):
                 await _finish(ctx, journal)
             raise

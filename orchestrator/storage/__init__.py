@@ -8,7 +8,7 @@ from ._journal import LEASE, MAX_EVENTS_PER_RUN, Journal
 from ._monitoring import Monitoring
 from ._rows import CheckResultRow, DeadLetterRow, RunEventRow, RunRow, SagaStepRow
 from ._runs import add_stored, write_counts
-from ._schema import COUNTS, JOURNAL_TABLES, RUN_STATUSES, utcnow
+from ._schema import COUNTS, JOURNAL_TABLES, RUN_STATUSES, RUN_TRIGGERS, utcnow
 from ._tables import TableWriter, infer_type
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "LEASE",
     "MAX_EVENTS_PER_RUN",
     "RUN_STATUSES",
+    "RUN_TRIGGERS",
     "CheckResultRow",
     "Controls",
     "Database",

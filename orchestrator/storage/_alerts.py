@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..alerts import AlertRule, AlertState, Outcome, Transition, advance, remind
 from ._monitoring_schema import alert_state_table, mutes_table, outbox_table
+from ._schema import as_dict
 
 STATE = alert_state_table
 OUTBOX = outbox_table
@@ -101,7 +102,7 @@ def queue_reminders(
     query = select(STATE).where(due).with_for_update(skip_locked=True)
     queued: list[int] = []
     for found in conn.execute(query).all():
-        row = dict(found._mapping)
+        row = as_dict(found)
         rule = rules.get((row["alert"], row["subject"]))
         if rule is None:
             continue  # the attachment is gone from the config: no reminders for it
@@ -182,7 +183,7 @@ def _locked_state(conn: Connection, rule: AlertRule, now: datetime) -> dict[str,
         except IntegrityError:
             pass
         row = conn.execute(query).one()
-    return dict(row._mapping)
+    return as_dict(row)
 
 
 def _state(row: dict[str, Any]) -> AlertState:
@@ -262,7 +263,7 @@ def next_notifications(
         pairs = select(OUTBOX.c.alert, OUTBOX.c.subject).where(OUTBOX.c.id.in_(ids))
         ready &= sa.tuple_(OUTBOX.c.alert, OUTBOX.c.subject).in_(pairs)
     query = select(OUTBOX).where(ready & ~blocked).order_by(OUTBOX.c.id).limit(limit)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def claim_notification(
@@ -316,14 +317,14 @@ def select_notifications(
     query = select(OUTBOX).order_by(OUTBOX.c.id.desc()).limit(limit)
     if statuses:
         query = query.where(OUTBOX.c.status.in_(statuses))
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def select_states(conn: Connection, open_only: bool) -> list[dict[str, Any]]:
     query = select(STATE).order_by(STATE.c.alert, STATE.c.subject)
     if open_only:
         query = query.where(STATE.c.status == "open")
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def outbox_counts(conn: Connection) -> dict[str, int]:
@@ -351,7 +352,7 @@ def remove_mutes(conn: Connection, target: str, now: datetime) -> int:
 
 def active_mutes(conn: Connection, now: datetime) -> list[dict[str, Any]]:
     query = select(mutes_table).where(mutes_table.c.until > now).order_by(mutes_table.c.until)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def prune_outbox(conn: Connection, before: datetime) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from ._control_schema import controls_table, nodes_table
 from ._database import Database
 from ._journal import Journal
-from ._schema import utcnow
+from ._schema import as_dict, utcnow
 
 CONTROLS, NODES = controls_table, nodes_table
 
@@ -40,7 +40,7 @@ def set_paused(
 
 def select_paused(conn: Connection) -> dict[str, dict[str, Any]]:
     rows = conn.execute(select(CONTROLS).where(CONTROLS.c.paused.is_(True)))
-    return {r.pipeline: dict(r._mapping) for r in rows}
+    return {r.pipeline: as_dict(r) for r in rows}
 
 
 def beat(conn: Connection, values: dict[str, Any]) -> None:
@@ -56,7 +56,7 @@ def beat(conn: Connection, values: dict[str, Any]) -> None:
 
 def select_nodes(conn: Connection, since: datetime) -> list[dict[str, Any]]:
     query = select(NODES).where(NODES.c.last_seen >= since).order_by(NODES.c.node_id)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 class Controls:

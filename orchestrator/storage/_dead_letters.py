@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, desc, select, update
 
-from ._schema import dead_letters_table
+from ._schema import as_dict, dead_letters_table
 
 TABLE = dead_letters_table
 
@@ -20,7 +20,7 @@ def select_dead_letters(
         query = query.where(TABLE.c.run_id == run_id)
     if pipeline is not None:
         query = query.where(TABLE.c.pipeline == pipeline)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def mark_replayed(conn: Connection, ids: list[int], replay_run: str) -> None:

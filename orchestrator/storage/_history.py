@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from ..alerts import latency
 from ._monitoring_schema import check_hours_table, check_status_table, run_hours_table
 from ._schema import (
+    as_dict,
     checkpoints_table,
     checks_table,
     events_table,
@@ -103,7 +104,7 @@ def select_run_counts(
     if pipeline is not None:
         query = query.where(RUN_HOURS.c.pipeline == pipeline)
     return [
-        {**r._mapping, "node": r.node or None, "runs": int(r.runs)} for r in conn.execute(query)
+        {**as_dict(r), "node": r.node or None, "runs": int(r.runs)} for r in conn.execute(query)
     ]
 
 
@@ -149,14 +150,14 @@ def select_status(conn: Connection, pipeline: str | None) -> list[dict[str, Any]
     query = select(STATUS).order_by(STATUS.c.pipeline, STATUS.c.name)
     if pipeline is not None:
         query = query.where(STATUS.c.pipeline == pipeline)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def select_hours(conn: Connection, pipeline: str | None, since: datetime) -> list[dict[str, Any]]:
     query = select(HOURS).where(HOURS.c.hour >= since).order_by(HOURS.c.hour)
     if pipeline is not None:
         query = query.where(HOURS.c.pipeline == pipeline)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def prune(conn: Connection, runs_before: datetime, hours_before: datetime) -> dict[str, int]:

@@ -22,6 +22,7 @@ from ._history import record_checks, record_run
 from ._rows import RunRow
 from ._schema import (
     COUNTS,
+    as_dict,
     checks_table,
     dead_letters_table,
     events_table,
@@ -64,7 +65,7 @@ def holder(conn: Connection, pipeline: str, key: Conflict, value: Any) -> dict[s
     )
     query = select(RUNS).where((RUNS.c.pipeline == pipeline) & (column == value)).limit(1)
     row = conn.execute(query).first()
-    return dict(row._mapping) if row is not None else None
+    return as_dict(row) if row is not None else None
 
 
 def heartbeat(
@@ -89,7 +90,7 @@ def request_cancel(conn: Connection, run_id: str, now: datetime) -> dict[str, An
         return None
     running = (RUNS.c.id == run_id) & (RUNS.c.status == "running")
     conn.execute(update(RUNS).where(running).values(cancel_requested_at=now))
-    return dict(row._mapping)
+    return as_dict(row)
 
 
 # Built once: it runs with every batch a store writes.
@@ -178,7 +179,7 @@ def reap_abandoned(conn: Connection, now: datetime, grace: timedelta) -> list[di
     )
     reaped = []
     for row in conn.execute(select(RUNS).where(expired)).all():
-        run = dict(row._mapping)
+        run = as_dict(row)
         last = run["heartbeat_at"] or run["started_at"]
         owner = f"node {run['node']!r} (pid {run['pid']})" if run["node"] else "its process"
         cause = (
@@ -215,7 +216,7 @@ def claim(
         return _conflict(exc)
     if not changed:
         return None
-    return dict(conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one()._mapping)
+    return as_dict(conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one())
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,7 @@ def select_runs(conn: Connection, q: RunQuery) -> list[dict[str, Any]]:
         query = query.where((RUNS.c.trigger == q.trigger) | kind)
     if q.triggers:
         query = query.where(RUNS.c.trigger.in_(q.triggers))
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def count_runs(conn: Connection, pipeline: str) -> int:
@@ -273,7 +274,7 @@ def latest_runs(conn: Connection, pipelines: list[str], each: int) -> list[dict[
             .order_by(desc(RUNS.c.started_at))
             .limit(each)
         )
-        out.extend(dict(r._mapping) for r in conn.execute(query))
+        out.extend(as_dict(r) for r in conn.execute(query))
     return out
 
 
@@ -299,11 +300,11 @@ def select_run(conn: Connection, run_id: str) -> list[tuple[Any, Any, Any]]:
     rows = conn.execute(select(RUNS).where(prefix).limit(2)).all()
     if len(rows) != 1:
         return [(None, None, None)] * len(rows)
-    run = dict(rows[0]._mapping)
+    run = as_dict(rows[0])
     events = conn.execute(
         select(events_table).where(events_table.c.run_id == run["id"]).order_by(events_table.c.id)
     )
     checks = conn.execute(
         select(checks_table).where(checks_table.c.run_id == run["id"]).order_by(checks_table.c.id)
     )
-    return [(run, [dict(e._mapping) for e in events], [dict(c._mapping) for c in checks])]
+    return [(run, [as_dict(e) for e in events], [as_dict(c) for c in checks])]

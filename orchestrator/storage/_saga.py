@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, desc, func, select, update
 
-from ._schema import saga_table, utcnow
+from ._schema import as_dict, saga_table, utcnow
 
 TABLE = saga_table
 
@@ -47,12 +47,12 @@ def steps_to_undo(conn: Connection, run_id: str) -> list[dict[str, Any]]:
         .where((TABLE.c.run_id == run_id) & (TABLE.c.status == "done"))
         .order_by(desc(TABLE.c.seq))
     )
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def all_steps(conn: Connection, run_id: str) -> list[dict[str, Any]]:
     query = select(TABLE).where(TABLE.c.run_id == run_id).order_by(TABLE.c.seq)
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def settle_step(

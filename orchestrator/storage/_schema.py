@@ -24,6 +24,7 @@ whose overlap policy forbids it has one running run across every node;
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -33,6 +34,10 @@ from podium.pipeline import StoreError
 from ._types import UTCDateTime
 
 RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted", "timed_out", "cancelled")
+# How a run started: the daemon's fires (schedule, catch_up, backfill) and requests
+# (manual: the command line, api: HTTP), `podium run` (cli), podium.run() (python), and
+# a dead-letter replay.
+RUN_TRIGGERS = ("schedule", "catch_up", "backfill", "manual", "api", "cli", "python", "replay")
 # Counters of a run row, in the order the run summary prints them.
 COUNTS = (
     "requests",
@@ -45,6 +50,12 @@ COUNTS = (
     "stored",
     "checks_failed",
 )
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    """A row as a dict keyed by plain ``str``: SQLAlchemy's keys are ``quoted_name``, a
+    str subclass that orjson (every ``--json`` and the endpoint) refuses as a key."""
+    return {str(key): value for key, value in row._mapping.items()}
 
 
 def utcnow() -> datetime:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from ._dialects import dialect_insert
-from ._schema import state_table, utcnow
+from ._schema import as_dict, state_table, utcnow
 
 
 def advance_marks(conn: Connection, pipeline: str, marks: dict[str, Any]) -> None:
@@ -52,7 +52,7 @@ def select_all_state(conn: Connection, pipeline: str) -> list[dict[str, Any]]:
     query = (
         select(state_table).where(state_table.c.pipeline == pipeline).order_by(state_table.c.key)
     )
-    return [dict(r._mapping) for r in conn.execute(query)]
+    return [as_dict(r) for r in conn.execute(query)]
 
 
 def set_state(conn: Connection, pipeline: str, key: str, value: Any) -> None:

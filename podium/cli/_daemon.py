@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -73,16 +73,26 @@ def status(
     for doc in statuses:
         title = Text(f"node {doc['node_id']} (pid {doc['pid']}, {doc['mode']} store)")
         table = Table(title=title, title_justify="left")
-        for column in ("pipeline", "schedule", "next fire", "running", "last run", "outcome"):
+        columns = ("pipeline", "schedule", "paused", "next fire", "running", "last run", "outcome")
+        for column in columns:
             table.add_column(column, overflow="fold")
         for p in doc["pipelines"]:
             last = p["last_run"] or {}
             table.add_row(
                 Text(p["name"]),
                 Text(p["schedule"]),
-                Text(p["next_fire"] or "-"),
+                Text(_paused(p)),
+                Text("-" if p.get("paused") else p["next_fire"] or "-"),
                 str(p["running"]),
                 Text(last.get("started_at") or "-"),
                 Text(last.get("status") or "-"),
             )
         out.print(table)
+
+
+def _paused(pipeline: dict[str, Any]) -> str:
+    """ "-", or "yes" with the reason a person gave."""
+    if not pipeline.get("paused"):
+        return "-"
+    reason = pipeline.get("paused_reason")
+    return f"yes: {reason}" if reason else "yes"

@@ -189,9 +189,11 @@ def dead_letters_table(letters: list[DeadLetterRow], *, where: str) -> Renderabl
     return table
 
 
-def runs_listing(runs: list[RunRow], *, where: str) -> RenderableType:
+def runs_listing(runs: list[RunRow], *, where: str, filtered: bool = False) -> RenderableType:
     """Recent runs, one line each; a run's error on its own line below it, so the listing
     reads at any terminal width (a table column would squeeze it to a few characters)."""
+    if not runs and filtered:
+        return Text(f"no runs match in {where}")
     if not runs:
         return Text(f"no runs recorded in {where} yet (start one with: podium run PIPELINE)")
     rows = []

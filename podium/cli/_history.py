@@ -52,7 +52,11 @@ def runs(
         str | None, typer.Option(help="only runs started since: a duration (2h) or a time")
     ] = None,
     trigger: Annotated[
-        str | None, typer.Option(help="only runs started so: cli, python, daemon, …")
+        str | None,
+        typer.Option(
+            help="only runs started so: schedule, catch_up, backfill, manual, api, cli, "
+            "python or replay"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the runs as JSON")] = False,
 ) -> None:
@@ -60,7 +64,7 @@ def runs(
     import anyio
 
     from podium.orchestrator.config import load_config
-    from podium.orchestrator.storage import RUN_STATUSES
+    from podium.orchestrator.storage import RUN_STATUSES, RUN_TRIGGERS
     from podium.pipeline import ConfigError
 
     from ._display import runs_listing
@@ -71,6 +75,8 @@ def runs(
         raise ConfigError(
             f"--status {', '.join(unknown)} is not a run status ({', '.join(RUN_STATUSES)})"
         )
+    if trigger is not None and trigger not in RUN_TRIGGERS:
+        raise ConfigError(f"--trigger {trigger} is not a trigger ({', '.join(RUN_TRIGGERS)})")
     after = parse_since(since) if since is not None else None
     loaded = load_config(config)
     query = functools.partial(
@@ -78,13 +84,16 @@ def runs(
         statuses=statuses, since=after, trigger=trigger,
     )  # fmt: skip
     found = anyio.run(query, backend="asyncio")
+    if not found and pipeline is not None and pipeline not in loaded.pipelines:
+        loaded.pipeline(pipeline)  # in neither the journal nor the config: a typo; raises
     if as_json:
         import orjson
 
         rows = [r.model_dump(mode="json") for r in found]
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    console().print(runs_listing(found, where=loaded.database.url))
+    filtered = pipeline is not None or bool(statuses) or since is not None or trigger is not None
+    console().print(runs_listing(found, where=loaded.database.url, filtered=filtered))
 
 
 @app.command()

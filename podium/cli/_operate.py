@@ -166,9 +166,11 @@ def backfill(
 
         sys.stdout.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
+    clipped = answer.get("to") not in (None, end.isoformat())
     plain(
         f"backfill of {pipeline} on node {call.node_id}: {answer['slots']} slot(s), "
         f"{answer['already_run']} already run, {answer['queued']} queued"
+        + (f" (--to clipped to now, {answer['to']})" if clipped else "")
     )
 
 

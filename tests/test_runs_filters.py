@@ -1,0 +1,51 @@
+"""``podium runs`` with filters: a filter that matches nothing says so, an unknown
+pipeline or trigger is one line and exit 2, and --help lists the real triggers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from .daemon_helpers import PODIUM, pipeline_toml, write_config
+from .servers import items_app
+
+pytestmark = pytest.mark.anyio
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    result = await anyio.run_process([PODIUM, *args], check=False, env=env)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+async def test_runs_filters_say_what_matched(serve: Callable[..., object], tmp_path: Path) -> None:
+    app, _seen = items_app(pages=1)
+    base = await serve(app)
+    config = write_config(
+        tmp_path / "config.toml",
+        database=f"sqlite:///{tmp_path / 'podium.db'}",
+        base_url=base,
+        pipelines=pipeline_toml("sync", '{ interval = "1h" }'),
+    )
+    args = ("--config", str(config))
+    code, _, err = await cli("run", "sync", *args)
+    assert code == 0, err
+
+    code, out, err = await cli("runs", "nope", *args)
+    assert code == 2 and out == "" and "no pipeline 'nope'" in err, (out, err)
+    code, out, err = await cli("runs", "--trigger", "bogus", *args)
+    assert code == 2 and "--trigger bogus is not a trigger" in err and "schedule" in err, err
+    for filters in (("--status", "cancelled"), ("--trigger", "schedule")):
+        code, out, err = await cli("runs", *filters, *args)
+        assert code == 0, err
+        assert "no runs match" in out and "yet" not in out, out
+    code, out, _ = await cli("runs", "--trigger", "cli", *args)
+    assert code == 0 and "sync" in out
+
+    code, out, _ = await cli("runs", "--help")
+    words = " ".join(out.split())
+    assert "schedule" in words and "daemon" not in words, out
