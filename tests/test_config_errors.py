@@ -213,3 +213,25 @@ def test_a_database_that_cannot_be_opened_is_named(tmp_path: Path, url: str, exp
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 1, result.output
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_an_unset_scheduler_token_stops_the_daemon_side_only(tmp_path: Path) -> None:
+    """`[scheduler] token = "${PODIUM_TOKEN}"` on a laptop without the variable: reading
+    the journal works; validate and the daemon say what is missing, in one line."""
+    from typer.testing import CliRunner
+
+    from podium.cli import app
+
+    from .config_helpers import config
+
+    path = tmp_path / "config.toml"
+    text = config(tmp_path) + '\n[scheduler]\ntoken = "${PODIUM_TEST_UNSET_TOKEN}"\n'
+    path.write_text(text, encoding="utf-8")
+    runner = CliRunner()
+    runs = runner.invoke(app, ["runs", "--config", str(path)])
+    assert runs.exit_code == 0, runs.stderr
+    for command in (["validate"], ["daemon"]):
+        done = runner.invoke(app, [*command, "--config", str(path)])
+        assert done.exit_code == 2, (command, done.exit_code, done.stderr)
+        [line] = [line for line in done.stderr.splitlines() if line.strip()]
+        assert "scheduler.token: environment variable PODIUM_TEST_UNSET_TOKEN is not set" in line

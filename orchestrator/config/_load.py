@@ -96,7 +96,8 @@ class Config:
     path: Path
     database: DatabaseConfig
     limits: LimitsConfig
-    scheduler: dict[str, Any]
+    # The [scheduler] table, or why its ${ENV} could not be resolved (see ``scheduler``).
+    scheduler_table: dict[str, Any] | ConfigError
     journal: JournalConfig = field(default_factory=JournalConfig)
     connectors: dict[str, Connector | PodiumError] = field(default_factory=dict)
     pipelines: dict[str, Pipeline | PodiumError] = field(default_factory=dict)
@@ -112,6 +113,16 @@ class Config:
     monitors: set[str] = field(default_factory=set)
     # Each valid pipeline's alert rules (its runs', its checks', the default alerts').
     rules: dict[str, list[AlertRule]] = field(default_factory=dict)
+
+    @property
+    def scheduler(self) -> dict[str, Any]:
+        """The daemon's [scheduler] table. A variable it needs that is not set (its
+        ``token = "${PODIUM_TOKEN}"``) is an error only for what uses it — the daemon,
+        its control commands, ``validate`` — not for ``podium runs`` on a laptop that
+        reads the journal and has no token."""
+        if isinstance(self.scheduler_table, ConfigError):
+            raise self.scheduler_table
+        return self.scheduler_table
 
     @property
     def schedules(self) -> dict[str, Schedule]:
@@ -165,9 +176,14 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     path = Path(path)
     env = os.environ if env is None else env
     raw = read_toml(path)
-    top_level = {k: v for k, v in raw.items() if k not in _ENTRY_TABLES}
+    top_level = {k: v for k, v in raw.items() if k not in (*_ENTRY_TABLES, "scheduler")}
     secrets: set[str] = set()
     resolved_top = interpolate(top_level, env, "", secrets)
+    scheduler: dict[str, Any] | ConfigError
+    try:
+        scheduler = interpolate(raw.get("scheduler", {}), env, "scheduler", secrets)
+    except ConfigError as exc:
+        scheduler = ConfigError(exc.message, where=f"{path}: {exc.where}" if exc.where else None)
     try:
         top = _TopLevel.model_validate(
             {**resolved_top, **{key: raw.get(key, {}) for key in _ENTRY_TABLES}}
@@ -182,7 +198,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     if kind == "sqlite":
         database = DatabaseConfig(url=sqlite_beside(top.database.url, path.resolve().parent))
     config = Config(
-        path, database, top.limits, top.scheduler, top.journal, secrets=secrets, history=top.history
+        path, database, top.limits, scheduler, top.journal, secrets=secrets, history=top.history
     )
     for name, table in top.alerts.items():
         config.alerts[name] = _guard(_alert, name, table, env, path, secrets)
