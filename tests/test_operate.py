@@ -109,6 +109,8 @@ async def test_pause_survives_a_restart_and_backfill_runs_each_missing_slot(
         first = await cli("backfill", "hourly", "--from", day.isoformat(),
                           "--to", (day + timedelta(hours=5)).isoformat(), *args)  # fmt: skip
         assert first[0] == 0 and "5 queued" in first[1], first
+        said = " ".join(first[1].split())  # wrapped to the terminal's width
+        assert "run the same backfill again (slots already run are skipped)" in said
         await wait_for(lambda: len(read_runs(url, "hourly")) == 5, 20, what="5 backfill runs")
         code, out, err = await cli(
             "backfill", "hourly", "--from", "2026-11-01T00:00Z", "--to", "2026-11-02T00:00Z",

@@ -172,6 +172,12 @@ def backfill(
         f"{answer['already_run']} already run, {answer['queued']} queued"
         + (f" (--to clipped to now, {answer['to']})" if clipped else "")
     )
+    if answer["queued"]:
+        # The queue is that node's memory: say how to finish it if the node stops first.
+        plain(
+            f"queued on node {call.node_id}: if it stops before they start, run the same "
+            "backfill again (slots already run are skipped)"
+        )
 
 
 def _journal(loaded: Config, method: str, *args: Any, **kwargs: Any) -> Any:
