@@ -34,7 +34,10 @@ def failure_reason(ctx: RunContext, checks: list[CheckTally]) -> str:
         )
     else:
         planned = max(1, stats.logical_requests())
-        lost = [f"{stats.failed_requests} of {planned} requests failed"]
+        # A resumed run's row adds up every attempt; the verdict is this attempt's (the
+        # earlier one's failures were sent again), and the words say which.
+        these = "requests of this attempt" if ctx.base else "requests"
+        lost = [f"{stats.failed_requests} of {planned} {these} failed"]
         if stats.skipped_requests:
             lost.append(f"{stats.skipped_requests} were not sent")
         reason = (
