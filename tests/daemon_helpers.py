@@ -21,6 +21,18 @@ from anyio.abc import Process
 PODIUM = str(Path(sys.executable).with_name("podium"))
 
 
+async def podium_cli(
+    *args: str, env: dict[str, str] | None = None, wide: bool = False
+) -> tuple[int, str, str]:
+    """``podium ARGS`` as a child process: its exit code, stdout and stderr. ``wide``
+    keeps tables one row a line (COLUMNS=200), for tests that read them."""
+    extra = {"COLUMNS": "200"} if wide else {}
+    result = await anyio.run_process(
+        [PODIUM, *args], check=False, env={**os.environ, **extra, **(env or {})}
+    )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
 def pipeline_toml(name: str, schedule: str, *, pages: int = 1, extra: str = "") -> str:
     """A pipeline that fetches ``pages`` pages of 20 items from ``api`` and stores them."""
     return f"""

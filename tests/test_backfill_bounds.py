@@ -3,26 +3,22 @@ refused with one line (the API answers 400 with the reason), and --to is clipped
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-import anyio
 import orjson
 import pytest
 
-from .daemon_helpers import PODIUM, pipeline_toml, start_daemon, write_config
+from .daemon_helpers import pipeline_toml, podium_cli, start_daemon, write_config
 from .servers import items_app
 
 pytestmark = pytest.mark.anyio
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "COLUMNS": "200"}  # tables unwrapped, one row a line
-    result = await anyio.run_process([PODIUM, *args], check=False, env=env)
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
+    return await podium_cli(*args, wide=True)  # tables unwrapped, one row a line
 
 
 async def test_backfill_refuses_the_future_far_dates_and_monitors(

@@ -3,7 +3,6 @@ parse: a wrong token is one line and never costs the daemon its runtime file."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -18,6 +17,7 @@ from .daemon_helpers import (
     PODIUM,
     free_port,
     pipeline_toml,
+    podium_cli,
     start_daemon,
     wait_for,
     write_config,
@@ -29,11 +29,7 @@ WRITE = "control-write-token-5b2e8f1c"
 READ = "control-read-token-9d4a7e3b"
 
 
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = await anyio.run_process(
-        [PODIUM, *args], check=False, env={**os.environ, **(env or {})}
-    )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
+cli = podium_cli
 
 
 async def test_a_read_token_lets_the_cli_in_and_a_wrong_one_keeps_the_runtime_file(

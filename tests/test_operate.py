@@ -14,18 +14,21 @@ import anyio
 import orjson
 import pytest
 
-from .daemon_helpers import PODIUM, pipeline_toml, read_runs, start_daemon, wait_for, write_config
+from .daemon_helpers import (
+    pipeline_toml,
+    podium_cli,
+    read_runs,
+    start_daemon,
+    wait_for,
+    write_config,
+)
 from .servers import items_app, slow_app
 
 pytestmark = pytest.mark.anyio
 TOKEN = "operate-test-token-7c1d9e5a"
 
 
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = await anyio.run_process(
-        [PODIUM, *args], check=False, env={**os.environ, **(env or {})}
-    )
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
+cli = podium_cli
 
 
 def _config(tmp_path: Path, base_url: str, *, scheduler: str = "", pipelines: str = "") -> Path:

@@ -3,23 +3,19 @@ pipeline or trigger is one line and exit 2, and --help lists the real triggers."
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
-from .daemon_helpers import PODIUM, pipeline_toml, write_config
+from .daemon_helpers import pipeline_toml, podium_cli, write_config
 from .servers import items_app
 
 pytestmark = pytest.mark.anyio
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    result = await anyio.run_process([PODIUM, *args], check=False, env=env)
-    return result.returncode, result.stdout.decode(), result.stderr.decode()
+    return await podium_cli(*args, wide=True)  # tables unwrapped, one row a line
 
 
 async def test_runs_filters_say_what_matched(serve: Callable[..., object], tmp_path: Path) -> None:
