@@ -87,6 +87,18 @@ concurrency = {concurrency}
     return path
 
 
+def daemon_config(tmp_path: Path, base_url: str, *, pipelines: str, scheduler: str = "") -> Path:
+    """``write_config`` for the usual test: ``config.toml`` and a SQLite journal, both in
+    ``tmp_path``."""
+    return write_config(
+        tmp_path / "config.toml",
+        database=f"sqlite:///{tmp_path / 'podium.db'}",
+        base_url=base_url,
+        scheduler=scheduler,
+        pipelines=pipelines,
+    )
+
+
 @dataclass
 class DaemonProcess:
     process: Process

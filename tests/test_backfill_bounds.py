@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from .daemon_helpers import pipeline_toml, podium_cli, start_daemon, write_config
+from .daemon_helpers import daemon_config, pipeline_toml, podium_cli, start_daemon
 from .servers import items_app
 
 pytestmark = pytest.mark.anyio
@@ -29,10 +29,9 @@ async def test_backfill_refuses_the_future_far_dates_and_monitors(
     pipelines = pipeline_toml("hourly", '{ cron = "0 * * * *" }')
     pipelines += pipeline_toml("ticks", '{ interval = "1h" }')
     pipelines += f'\n[monitors.api]\nurl = "{base}/items/0"\ninterval = "1h"\n'
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         pipelines=pipelines,
     )
     args = ("--config", str(config))
@@ -79,10 +78,9 @@ async def test_status_shows_a_paused_pipeline_with_no_next_fire_as_the_page_does
     base = await serve(app)
     pipelines = pipeline_toml("hourly", '{ cron = "0 * * * *" }')
     pipelines += pipeline_toml("other", '{ cron = "0 * * * *" }')
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         pipelines=pipelines,
     )
     args = ("--config", str(config))

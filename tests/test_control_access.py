@@ -15,12 +15,12 @@ import pytest
 
 from .daemon_helpers import (
     PODIUM,
+    daemon_config,
     free_port,
     pipeline_toml,
     podium_cli,
     start_daemon,
     wait_for,
-    write_config,
 )
 from .servers import items_app, slow_app
 
@@ -39,10 +39,9 @@ async def test_a_read_token_lets_the_cli_in_and_a_wrong_one_keeps_the_runtime_fi
     base = await serve(app)
     monkeypatch.setenv("CONTROL_WRITE", WRITE)
     monkeypatch.setenv("CONTROL_READ", READ)
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         scheduler='token = "${CONTROL_WRITE}"\nread_token = "${CONTROL_READ}"',
         pipelines=pipeline_toml("sync", '{ interval = "1h" }'),
     )
@@ -75,10 +74,9 @@ async def test_a_config_that_is_not_toml_is_reported_as_such(
 ) -> None:
     app, _seen = items_app(pages=1)
     base = await serve(app)
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         scheduler=f'token = "{WRITE}"',
         pipelines=pipeline_toml("sync", '{ interval = "1h" }'),
     )
@@ -105,10 +103,9 @@ async def test_a_port_in_use_is_one_line_naming_the_address_and_the_daemon_there
     app, _seen = items_app(pages=1)
     base = await serve(app)
     port = free_port()
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         scheduler=f"port = {port}",
         pipelines=pipeline_toml("sync", '{ interval = "1h" }'),
     )
@@ -156,10 +153,9 @@ async def test_following_a_run_survives_the_daemon_dying_and_the_follower_leavin
 ) -> None:
     app, seen = slow_app(30.0)
     base = await serve(app)
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         pipelines=SLOW + SLOW.replace("slow]", "slow2]").replace("slow.", "slow2."),
     )
     daemon = await start_daemon(config, "node-f")
@@ -200,10 +196,9 @@ async def test_an_idempotency_key_reused_with_other_params_is_refused(
 ) -> None:
     app, _seen = items_app(pages=1)
     base = await serve(app)
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         pipelines=pipeline_toml("sync", '{ interval = "1h" }', extra="params = { n = 1 }"),
     )
     args = ("trigger", "sync", "--idempotency-key", "k1", "--config", str(config))

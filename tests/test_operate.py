@@ -15,12 +15,12 @@ import orjson
 import pytest
 
 from .daemon_helpers import (
+    daemon_config,
     pipeline_toml,
     podium_cli,
     read_runs,
     start_daemon,
     wait_for,
-    write_config,
 )
 from .servers import items_app, slow_app
 
@@ -32,13 +32,7 @@ cli = podium_cli
 
 
 def _config(tmp_path: Path, base_url: str, *, scheduler: str = "", pipelines: str = "") -> Path:
-    return write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base_url,
-        scheduler=scheduler,
-        pipelines=pipelines,
-    )
+    return daemon_config(tmp_path, base_url, scheduler=scheduler, pipelines=pipelines)
 
 
 async def test_trigger_waits_for_the_run_and_a_key_starts_one_run(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .daemon_helpers import pipeline_toml, podium_cli, write_config
+from .daemon_helpers import daemon_config, pipeline_toml, podium_cli
 from .servers import items_app
 
 pytestmark = pytest.mark.anyio
@@ -21,10 +21,9 @@ async def cli(*args: str) -> tuple[int, str, str]:
 async def test_runs_filters_say_what_matched(serve: Callable[..., object], tmp_path: Path) -> None:
     app, _seen = items_app(pages=1)
     base = await serve(app)
-    config = write_config(
-        tmp_path / "config.toml",
-        database=f"sqlite:///{tmp_path / 'podium.db'}",
-        base_url=base,
+    config = daemon_config(
+        tmp_path,
+        base,
         pipelines=pipeline_toml("sync", '{ interval = "1h" }'),
     )
     args = ("--config", str(config))
